@@ -1,0 +1,57 @@
+"""Benchmark base: one LightningModule per task, driven by `Trainer.test` over items with stable ids."""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import lightning as L
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..finding import Finding
+from ..method import Method
+from ..metrics.base import ItemMetric
+from ..registry import METRICS
+from ..subject import Subject
+
+
+class Benchmark(L.LightningModule):
+    """Subclasses set the class attributes, build items, and implement `test_step` with `self.metric(i, name)`."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    protocol: ClassVar[str]
+    metric_names: ClassVar[tuple[str, ...]]
+    primary_metric: ClassVar[str]
+    headline_rule: ClassVar[str]
+
+    def __init__(self, subject: Subject, method: Method, finding: Finding, strengths: list[float], run_seed: int):
+        super().__init__()
+        self.subject, self.method, self.finding = subject, method, finding
+        self.model = subject.model  # registered so that Lightning moves it to the run's device
+        self.strengths, self.run_seed = list(strengths), run_seed
+        self.point_metrics = nn.ModuleList(
+            nn.ModuleDict({n: self.make_metric(n) for n in self.metric_names}) for _ in self.strengths)
+        self.summaries: list[dict[str, dict[str, Any]]] = []
+
+    def make_metric(self, name: str) -> ItemMetric:
+        return METRICS.get(name)()
+
+    def metric(self, point: int, name: str) -> ItemMetric:
+        return self.point_metrics[point][name]
+
+    def on_test_epoch_end(self) -> None:
+        self.summaries = [{n: m.summarize(seed=self.run_seed) for n, m in metrics.items()} for metrics in self.point_metrics]
+        self.log_dict({f"{n}@{s:g}": summary[n]["value"] for s, summary in zip(self.strengths, self.summaries)
+                       for n in summary}, rank_zero_only=True)
+
+    def headline_strength(self) -> float:
+        """The sweep point shown on the leaderboard; the rule is stated in `headline_rule`."""
+        return max(self.strengths)
+
+    @classmethod
+    def make_items(cls, task_cfg: Any) -> Dataset:
+        raise NotImplementedError
+
+    @classmethod
+    def make_fit_data(cls, task_cfg: Any) -> Any:
+        raise NotImplementedError

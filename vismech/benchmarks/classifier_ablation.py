@@ -1,0 +1,44 @@
+"""classifier_ablation: the thin end-to-end task of the foundation, until the neuron-path task replaces it.
+
+A method picks FFN units of a ViT classifier; the edit scales them by 1 - strength; the benchmark measures the
+edited model's accuracy and the drop of the ground-truth probability on held-out items.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..datasets.digits import DigitsItems
+from ..registry import TASKS
+from .base import Benchmark
+
+
+@TASKS.register()
+class ClassifierAblation(Benchmark):
+    """Ablate FFN units of a ViT classifier; measure accuracy and ground-truth probability drop (placeholder task)."""
+
+    name = "classifier_ablation"
+    version = "1"
+    protocol = "sklearn digits test split (id % 4 == 0); FFN units scaled by (1 - strength) at every token"
+    metric_names = ("true_class_prob_drop", "accuracy")
+    primary_metric = "true_class_prob_drop"
+    headline_rule = "the largest strength of the sweep (full ablation at 1.0)"
+
+    @classmethod
+    def make_items(cls, task_cfg: Any) -> DigitsItems:
+        return DigitsItems("test", limit=task_cfg.get("limit"))
+
+    @classmethod
+    def make_fit_data(cls, task_cfg: Any) -> DigitsItems:
+        return DigitsItems("train")
+
+    @torch.no_grad()
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        ids, images, labels = batch["id"], batch["image"], batch["label"]
+        base = self.subject.logits(images).softmax(-1).gather(1, labels[:, None]).squeeze(1)
+        for i, strength in enumerate(self.strengths):
+            with self.method.edit(self.subject, self.finding, strength):
+                probs = self.subject.logits(images).softmax(-1)
+            self.metric(i, "accuracy").update(ids, (probs.argmax(-1) == labels).double())
+            self.metric(i, "true_class_prob_drop").update(ids, base.double() - probs.gather(1, labels[:, None]).squeeze(1).double())

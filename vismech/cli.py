@@ -1,0 +1,203 @@
+"""The `vismech` command: run (Hydra), list, leaderboard, validate, zoo.
+
+User errors (unknown names, bad values, bad files) print one line and exit with code 2, without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+from .errors import UnknownNameError, VismechError
+
+USAGE = """usage: vismech COMMAND [ARGS]
+
+commands:
+  run [-m] [KEY=VALUE ...]     run a benchmark (Hydra overrides, e.g. task=... method=... model=...; -m sweeps)
+  list [tasks|methods|models|metrics]
+                               what is registered, one line each
+  leaderboard [--results DIR] [--out FILE] [--check]
+                               regenerate leaderboard.md from result records
+  validate RECORD.json ...     check result records against the schema
+  zoo build [NAME ...]         retrain mini-zoo models by their recipes
+  zoo ls                       the mini zoo's manifest
+"""
+GROUPS = ("task", "method", "model", "logger", "trainer", "experiment")
+OVERRIDE = re.compile(r"^[+~]{0,2}(?P<key>[A-Za-z_][\w.]*)=(?P<value>.*)$")
+
+
+def config_dir() -> Path:
+    return Path(str(files("vismech.configs")))
+
+
+def group_options(group: str) -> list[str]:
+    """Choices of a config group: its yaml files, plus registered methods that ship no yaml (plugins)."""
+    folder = config_dir() / group
+    names = {p.stem for p in folder.glob("*.yaml")} if folder.is_dir() else set()
+    if group == "method":
+        from .registry import METHODS
+
+        names |= set(METHODS.names())
+    return sorted(names)
+
+
+def check_overrides(args: list[str]) -> None:
+    """Fail early, in one line, on an unknown group choice (Hydra would print a long error and exit 1)."""
+    for arg in args:
+        match = OVERRIDE.match(arg)
+        if not match or match["key"] not in GROUPS or arg.startswith("~"):
+            continue
+        options = group_options(match["key"])
+        for value in match["value"].split(","):
+            value = value.strip()
+            if value and value != "null" and value not in options:
+                raise UnknownNameError(match["key"], value, options)
+
+
+def _store_plugin_method_configs() -> None:
+    """Give registered methods without a yaml (installed plugins) a config node built from their typed Config."""
+    from hydra.core.config_store import ConfigStore
+
+    from .registry import METHODS
+
+    have_yaml = {p.stem for p in (config_dir() / "method").glob("*.yaml")}
+    store = ConfigStore.instance()
+    for entry in METHODS.entries():
+        if entry.name not in have_yaml:
+            store.store(group="method", name=entry.name,
+                        node={"name": entry.name, "config": dataclasses.asdict(entry.obj.Config())})
+
+
+def cmd_run(args: list[str]) -> int:
+    import hydra
+
+    check_overrides(args)
+    _store_plugin_method_configs()
+
+    def task_function(cfg) -> None:
+        from .runner import execute
+
+        try:
+            outcome = execute(cfg)
+        except VismechError as exc:
+            print(f"vismech: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        if outcome is not None:
+            head = outcome.record.headline_point().metrics[outcome.record.primary_metric]
+            print(f"{outcome.record.method.name}: {head.name} = {head.value:.4f} "
+                  f"[{head.ci_low:.4f}, {head.ci_high:.4f}] -> {outcome.path}")
+
+    main = hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(task_function)
+    saved = sys.argv
+    sys.argv = ["vismech run", *args]
+    try:
+        main()
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def cmd_list(args: list[str]) -> int:
+    from .registry import METHODS, METRICS, MODELS, TASKS
+
+    registries = {"tasks": TASKS, "methods": METHODS, "models": MODELS, "metrics": METRICS}
+    wanted = args or list(registries)
+    for name in wanted:
+        if name not in registries:
+            raise UnknownNameError("list section", name, registries)
+    for name in wanted:
+        print(f"{name}:")
+        for entry in registries[name].entries():
+            extra = ""
+            if name == "methods":
+                extra = f" [{', '.join(entry.obj.tasks)}]" + (" (control)" if entry.obj.control else "")
+            if name == "metrics":
+                extra = f" [{entry.obj.direction} is better; {entry.obj.units}]"
+            source = "" if entry.source == "vismech" else f" (plugin: {entry.source})"
+            print(f"  {entry.name:<24} {entry.summary}{extra}{source}")
+    return 0
+
+
+def cmd_leaderboard(args: list[str]) -> int:
+    from . import leaderboard
+
+    parser = argparse.ArgumentParser(prog="vismech leaderboard")
+    parser.add_argument("--results", default="results", help="folder of result records (default: results)")
+    parser.add_argument("--out", default="leaderboard.md", help="file to write (default: leaderboard.md)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the file is out of date, write nothing")
+    opts = parser.parse_args(args)
+    text = leaderboard.render(leaderboard.collect(opts.results))
+    out = Path(opts.out)
+    if opts.check:
+        current = out.read_text() if out.is_file() else ""
+        if current != text:
+            print(f"{out} is out of date: run `vismech leaderboard`", file=sys.stderr)
+            return 1
+        print(f"{out} is up to date")
+        return 0
+    from .io import atomic_write_text
+
+    atomic_write_text(out, text)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_validate(args: list[str]) -> int:
+    from .results import load_record
+
+    if not args:
+        raise VismechError("validate needs at least one RECORD.json")
+    for path in args:
+        record = load_record(path)
+        print(f"{path}: valid (schema {record.schema_version}, task {record.task}, method {record.method.name})")
+    return 0
+
+
+def cmd_zoo(args: list[str]) -> int:
+    if not args or args[0] not in ("build", "ls"):
+        raise VismechError("usage: vismech zoo build [NAME ...] | vismech zoo ls")
+    from . import zoo
+
+    if args[0] == "ls":
+        from .zoo.manifest import read_manifest
+
+        manifest = read_manifest()
+        for name in sorted(zoo.RECIPES):
+            entry = manifest.get(name)
+            state = (f"sha256 {entry['sha256'][:12]}, quality {entry['quality']}" if entry else "not built")
+            print(f"  {name:<16} {state}")
+        return 0
+    from .runner import progress_enabled
+    from .zoo.build import build
+
+    for name in args[1:] or sorted(zoo.RECIPES):
+        entry = build(name, progress=progress_enabled())
+        print(f"built {name}: sha256 {entry['sha256'][:12]}, quality {entry['quality']}, {entry['train_time_s']} s")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "validate": cmd_validate, "zoo": cmd_zoo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0
+    command, rest = argv[0], argv[1:]
+    try:
+        if command not in COMMANDS:
+            raise UnknownNameError("command", command, COMMANDS)
+        return COMMANDS[command](rest)
+    except VismechError as exc:
+        print(f"vismech: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except SystemExit as exc:  # Hydra and argparse exit this way; keep their codes for in-process callers
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

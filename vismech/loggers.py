@@ -1,0 +1,24 @@
+"""Logger factories used by configs/logger/*.yaml."""
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+
+
+def wandb_logged_in() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc(str(Path.home() / ".netrc")).authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_logger(**kwargs):
+    """A Lightning WandbLogger that runs offline unless the user is logged in or WANDB_MODE says otherwise."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    if "offline" not in kwargs and not os.environ.get("WANDB_MODE"):
+        kwargs["offline"] = not wandb_logged_in()
+    return WandbLogger(**kwargs)

@@ -1,0 +1,101 @@
+"""The method interface: `fit(subject, data) -> Finding`, `edit(subject, finding, strength) -> Edit`."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+
+from .edit import Edit
+from .errors import VismechError, check_range
+from .finding import Finding
+from .registry import METHODS
+from .subject import Subject
+
+
+@dataclasses.dataclass
+class MethodConfig:
+    """Base of every method's typed config; subclasses add their hyperparameters as dataclass fields."""
+
+
+class Method(ABC):
+    """A method: found by `name` in the registry, usable on `tasks`, configured by a `Config` dataclass."""
+
+    name: ClassVar[str]
+    tasks: ClassVar[tuple[str, ...]]
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    strength_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    control: ClassVar[bool] = False  # no-op and random controls, listed as such on the leaderboard
+
+    def __init__(self, config: MethodConfig | Mapping[str, Any] | None = None, *, seed: int = 0):
+        self.config = config if isinstance(config, self.Config) else make_config(self.Config, config or {}, self.name)
+        self.seed = int(seed)
+
+    def generator(self, salt: str = "") -> torch.Generator:
+        """A generator seeded from (run seed, method, salt): every random draw of a method goes through one."""
+        digest = hashlib.sha256(f"{self.seed}|{self.name}|{salt}".encode()).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    def config_digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.config_dict(), sort_keys=True).encode()).hexdigest()
+
+    def check_strength(self, strength: float) -> float:
+        low, high = self.strength_range
+        return check_range(f"strength of method '{self.name}'", strength, low, high)
+
+    def new_finding(self, subject: Subject, task: str, **parts: Any) -> Finding:
+        return Finding(self.name, task, subject.id, subject.weights_digest, self.config_dict(), **parts)
+
+    def check_finding(self, subject: Subject, finding: Finding) -> None:
+        if finding.method != self.name:
+            raise VismechError(f"finding was made by method '{finding.method}', not '{self.name}'")
+        if finding.subject_digest != subject.weights_digest:
+            raise VismechError(f"finding was fitted on other weights of '{finding.subject_id}' "
+                               f"(digest {finding.subject_digest[:12]}, subject has {subject.weights_digest[:12]})")
+
+    @abstractmethod
+    def fit(self, subject: Subject, data: Any) -> Finding:
+        """Discover the mechanism; expensive work belongs here, and its result is cached by the runner."""
+
+    @abstractmethod
+    def edit(self, subject: Subject, finding: Finding, strength: float) -> Edit:
+        """A reversible edit of `subject` at `strength`; strength 0 must reproduce the unedited outputs exactly."""
+
+
+def make_config(cls: type[MethodConfig], values: Mapping[str, Any], method: str) -> MethodConfig:
+    """Build a typed config from a mapping; unknown keys and wrong types fail with the allowed keys named."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        allowed = ", ".join(sorted(fields)) or "(none)"
+        raise VismechError(f"unknown config key(s) {', '.join(unknown)} for method '{method}'; allowed: {allowed}")
+    coerced = {}
+    for key, value in values.items():
+        kind = hints.get(key)
+        if kind in (int, float, bool, str) and not isinstance(value, kind):
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            else:
+                raise VismechError(f"config key '{key}' of method '{method}' must be {kind.__name__}, got {value!r}")
+        coerced[key] = value
+    config = cls(**coerced)
+    validate = getattr(config, "validate", None)
+    if callable(validate):
+        validate()
+    return config
+
+
+def build_method(name: str, config: Mapping[str, Any] | None = None, *, seed: int = 0, task: str | None = None) -> Method:
+    cls = METHODS.get(name)
+    if task is not None and task not in cls.tasks and "*" not in cls.tasks:
+        raise VismechError(f"method '{name}' does not support task '{task}'; it supports: {', '.join(cls.tasks)}")
+    return cls(config or {}, seed=seed)

@@ -1,0 +1,77 @@
+"""Metric base: a torchmetrics Metric that keeps per-item values with their item ids and states what it means.
+
+Keeping (id, value) pairs, synced across ranks by concatenation, makes every summary independent of batch size,
+device count and the padding a distributed sampler adds (duplicates are dropped by id), and gives the
+bootstrap its items.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, ClassVar, Literal
+
+import torch
+from torchmetrics import Metric
+
+from ..errors import VismechError
+from ..stats import bootstrap_ci
+
+Direction = Literal["higher", "lower"]
+
+
+def fingerprint_of(items: dict[str, Any]) -> str:
+    """Short hash of the items that define a metric's computation (weights, preprocessing, scale, version)."""
+    return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class ItemMetric(Metric):
+    """A per-item metric: `update(ids, values)`; `compute()` returns (ids, values) sorted by id, duplicates removed."""
+
+    name: ClassVar[str]
+    direction: ClassVar[Direction]
+    units: ClassVar[str]
+    description: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    full_state_update = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.add_state("ids", default=[], dist_reduce_fx="cat")
+        self.add_state("values", default=[], dist_reduce_fx="cat")
+
+    def fingerprint_items(self) -> dict[str, Any]:
+        """What the number depends on; subclasses with weights or preprocessing add theirs."""
+        return {"metric": self.name, "version": self.version, "units": self.units}
+
+    def fingerprint(self) -> str:
+        return fingerprint_of(self.fingerprint_items())
+
+    def update(self, ids: torch.Tensor, values: torch.Tensor) -> None:
+        ids, values = torch.as_tensor(ids).reshape(-1), torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+        if ids.shape != values.shape:
+            raise VismechError(f"metric '{self.name}' got {ids.numel()} ids but {values.numel()} values")
+        if not torch.isfinite(values).all():
+            bad = ids[~torch.isfinite(values)].tolist()
+            raise VismechError(f"metric '{self.name}' got a non-finite value (NaN or inf) for item(s) {bad[:5]}")
+        self.ids.append(ids.to(torch.int64))
+        self.values.append(values)
+
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = self.ids if isinstance(self.ids, torch.Tensor) else (torch.cat(self.ids) if self.ids else torch.empty(0, dtype=torch.int64))
+        values = self.values if isinstance(self.values, torch.Tensor) else (torch.cat(self.values) if self.values else torch.empty(0, dtype=torch.float64))
+        if ids.numel() == 0:
+            raise VismechError(f"metric '{self.name}' saw no items")
+        order = torch.argsort(ids, stable=True)
+        ids, values = ids[order].cpu(), values[order].cpu()
+        keep = torch.ones_like(ids, dtype=torch.bool)
+        keep[1:] = ids[1:] != ids[:-1]
+        return ids[keep], values[keep]
+
+    def summarize(self, *, seed: int = 0, resamples: int = 1000) -> dict[str, Any]:
+        """Mean, bootstrap CI over items, and the metadata a result record needs."""
+        ids, values = self.compute()
+        low, high = bootstrap_ci(values.numpy(), resamples=resamples, seed=seed)
+        return {"name": self.name, "value": float(values.mean()), "ci_low": low, "ci_high": high, "ci_level": 0.95,
+                "n": int(ids.numel()), "direction": self.direction, "units": self.units,
+                "fingerprint": self.fingerprint(), "fingerprint_items": self.fingerprint_items(),
+                "item_ids": ids.tolist(), "item_values": values.tolist()}

@@ -1,0 +1,206 @@
+"""Result records: one JSON per run, validated against a versioned schema (pydantic), written atomically."""
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import VismechError
+from .io import atomic_write_text
+
+SCHEMA_VERSION = 1
+LIBRARIES = ("vismech", "torch", "torchvision", "lightning", "torchmetrics", "timm", "diffusers", "transformers",
+             "open_clip_torch", "torch-fidelity", "safetensors", "numpy", "hydra-core", "pydantic")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MetricResult(_Strict):
+    name: str
+    value: float
+    ci_low: float
+    ci_high: float
+    ci_level: float = Field(gt=0, lt=1)
+    n: int = Field(ge=1)
+    direction: Literal["higher", "lower"]
+    units: str
+    fingerprint: str
+    fingerprint_items: dict[str, Any]
+    item_ids: list[int] | None = None  # per-item values make paired comparisons between records possible
+    item_values: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "MetricResult":
+        if not self.ci_low <= self.value <= self.ci_high:
+            raise ValueError(f"metric '{self.name}': value {self.value} lies outside its CI [{self.ci_low}, {self.ci_high}]")
+        if (self.item_ids is None) != (self.item_values is None):
+            raise ValueError(f"metric '{self.name}': item_ids and item_values come together")
+        if self.item_ids is not None and not len(self.item_ids) == len(self.item_values) == self.n:
+            raise ValueError(f"metric '{self.name}': n={self.n} but {len(self.item_ids)} ids and {len(self.item_values)} values")
+        return self
+
+
+class SweepPoint(_Strict):
+    strength: float
+    metrics: dict[str, MetricResult]
+
+
+class MethodInfo(_Strict):
+    name: str
+    source: str  # "vismech" or the distribution of a plugin
+    control: bool
+    config: dict[str, Any]
+    config_digest: str
+    finding_digest: str
+
+
+class SubjectInfo(_Strict):
+    id: str
+    track: Literal["mini", "paper"]
+    weights_digest: str
+    source: str
+
+
+class ItemSet(_Strict):
+    name: str
+    size: int = Field(ge=1)
+    digest: str  # hash of the item ids (and their content where it matters)
+
+
+class Seeds(_Strict):
+    run_seed: int
+    scheme: str  # how each item's seed is derived
+
+
+class Cost(_Strict):
+    wall_time_s: float = Field(ge=0)
+    fit_time_s: float = Field(ge=0)
+    forward_passes: int = Field(ge=0)
+    forward_rows: int = Field(ge=0)
+    backward_passes: int = Field(ge=0)
+    peak_memory_mb: float = Field(ge=0)
+    device: str
+    world_size: int = Field(ge=1)
+
+
+class Provenance(_Strict):
+    git_commit: str
+    git_dirty: bool
+    libraries: dict[str, str]
+    python: str
+    platform: str
+    created: str
+    kind: Literal["reproduced", "reported"] = "reproduced"  # "reported": copied from a paper, not run here
+
+
+class Headline(_Strict):
+    strength: float
+    rule: str  # how the headline point was chosen from the sweep
+
+
+class ResultRecord(_Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    task: str
+    benchmark_version: str
+    primary_metric: str
+    protocol: str
+    method: MethodInfo
+    subject: SubjectInfo
+    items: ItemSet
+    seeds: Seeds
+    sweep: list[SweepPoint] = Field(min_length=1)
+    headline: Headline
+    cost: Cost
+    provenance: Provenance
+    config: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ResultRecord":
+        strengths = [p.strength for p in self.sweep]
+        if len(set(strengths)) != len(strengths):
+            raise ValueError(f"sweep has repeated strengths: {strengths}")
+        if self.headline.strength not in strengths:
+            raise ValueError(f"headline strength {self.headline.strength} is not in the sweep {strengths}")
+        for point in self.sweep:
+            if self.primary_metric not in point.metrics:
+                raise ValueError(f"primary metric '{self.primary_metric}' missing at strength {point.strength}")
+        return self
+
+    def headline_point(self) -> SweepPoint:
+        return next(p for p in self.sweep if p.strength == self.headline.strength)
+
+    def fingerprints(self) -> dict[str, str]:
+        return {name: m.fingerprint for name, m in sorted(self.headline_point().metrics.items())}
+
+    def file_name(self) -> str:
+        return f"{self.method.name}--{self.method.config_digest[:10]}--seed{self.seeds.run_seed}.json"
+
+    def relative_path(self) -> Path:
+        return Path(self.subject.track) / self.task / self.subject.id / self.file_name()
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def provenance() -> Provenance:
+    libs = {}
+    for lib in LIBRARIES:
+        try:
+            libs[lib] = version(lib)
+        except PackageNotFoundError:
+            continue
+    commit = _git("rev-parse", "HEAD") or "unknown"
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    return Provenance(git_commit=commit, git_dirty=dirty, libraries=libs, python=platform.python_version(),
+                      platform=platform.platform(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def write_record(record: ResultRecord, results_dir: str | Path) -> Path:
+    path = Path(results_dir) / record.relative_path()
+    atomic_write_text(path, record.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "(record)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {err['msg']}{more}"
+
+
+def load_record(path: str | Path) -> ResultRecord:
+    """Parse and validate a record; any problem is one VismechError naming the file and the first bad field."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise VismechError(f"result record '{path}' does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise VismechError(f"result record '{path}' is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise VismechError(f"result record '{path}' must be a JSON object, got {type(data).__name__}")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise VismechError(f"result record '{path}' has schema_version {data.get('schema_version')!r}; "
+                           f"this vismech reads {SCHEMA_VERSION}")
+    try:
+        return ResultRecord.model_validate(data)
+    except ValidationError as exc:
+        raise VismechError(f"result record '{path}' is invalid: {_first_error(exc)}") from None
+
+
+def load_records(results_dir: str | Path) -> list[tuple[Path, ResultRecord]]:
+    root = Path(results_dir)
+    return [(p, load_record(p)) for p in sorted(root.rglob("*.json"))]

@@ -1,0 +1,106 @@
+"""One run: config -> subject -> method.fit (cached) -> benchmark under Lightning -> result record -> leaderboard."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from . import leaderboard
+from .cost import Stopwatch, peak_memory_mb
+from .errors import VismechError
+from .method import build_method
+from .registry import METHODS, MODELS, TASKS
+from .results import (Cost, Headline, ItemSet, MethodInfo, MetricResult, ResultRecord, Seeds,
+                      SubjectInfo, SweepPoint, provenance, write_record)
+from .seeding import SCHEME
+from .store import Store, finding_key
+
+
+def progress_enabled() -> bool:
+    """Progress bars for people at a terminal; quiet in CI and in logs."""
+    return sys.stderr.isatty() and os.environ.get("CI", "").lower() not in ("1", "true", "yes")
+
+
+@dataclass
+class RunOutcome:
+    record: ResultRecord
+    path: Path
+
+
+def _plain(node: Any) -> dict:
+    return {} if node is None else OmegaConf.to_container(node, resolve=True)
+
+
+def _loggers(cfg: DictConfig) -> list:
+    return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+
+
+def execute(cfg: DictConfig) -> RunOutcome | None:
+    """Run the configured benchmark; returns the record on rank zero (None on other ranks)."""
+    started = time.perf_counter()
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # device banners and tips
+    task = TASKS.get(cfg.task.name)
+    method = build_method(cfg.method.name, _plain(cfg.method.get("config")), seed=cfg.seed, task=task.name)
+    strengths = list(cfg.task.strengths)
+    if not strengths:
+        raise VismechError("task.strengths is empty; give at least one strength, e.g. task.strengths=[1.0]")
+    strengths = [method.check_strength(s) for s in strengths]
+    subject = MODELS.get(cfg.model.name)(**_plain(cfg.model.get("params")))
+    items, fit_data = task.make_items(cfg.task), task.make_fit_data(cfg.task)
+
+    store = Store(cfg.paths.cache_dir)
+    key = finding_key(subject.weights_digest, method.name, getattr(method, "version", "1"), method.config_dict(),
+                      method.seed, fit_data.digest())
+    with Stopwatch() as fit_clock:
+        finding, _ = store.finding(key, lambda: method.fit(subject, fit_data))
+
+    bench = task(subject, method, finding, strengths, run_seed=cfg.seed)
+    loader = DataLoader(items, batch_size=cfg.task.batch_size, shuffle=False)
+    loggers = _loggers(cfg)
+    trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=loggers or False,
+                        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress_enabled())
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for lg in loggers:
+        lg.log_hyperparams(resolved)
+    trainer.test(bench, dataloaders=loader, verbose=False)
+    if trainer.global_rank != 0:
+        return None
+
+    entry = METHODS.entry(method.name)
+    record = ResultRecord(
+        task=task.name, benchmark_version=task.version, primary_metric=task.primary_metric, protocol=task.protocol,
+        method=MethodInfo(name=method.name, source=entry.source, control=method.control, config=method.config_dict(),
+                          config_digest=method.config_digest(), finding_digest=finding.digest()),
+        subject=SubjectInfo(id=subject.id, track=subject.track, weights_digest=subject.weights_digest,
+                            source=subject.source),
+        items=ItemSet(name=items.name, size=len(items), digest=items.digest()),
+        seeds=Seeds(run_seed=cfg.seed, scheme=SCHEME),
+        sweep=[SweepPoint(strength=s, metrics={n: MetricResult(**m) for n, m in summary.items()})
+               for s, summary in zip(strengths, bench.summaries)],
+        headline=Headline(strength=bench.headline_strength(), rule=task.headline_rule),
+        cost=Cost(wall_time_s=time.perf_counter() - started, fit_time_s=fit_clock.seconds,
+                  **subject.cost.snapshot(), peak_memory_mb=peak_memory_mb(bench.device),
+                  device=_device_name(bench.device), world_size=trainer.world_size),
+        provenance=provenance(),
+        config={k: v for k, v in resolved.items() if k not in ("paths", "logger")},
+    )
+    path = write_record(record, cfg.paths.results_dir)
+    if cfg.paths.get("leaderboard"):
+        leaderboard.write(cfg.paths.results_dir, cfg.paths.leaderboard)
+    return RunOutcome(record, path)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({os.cpu_count()} cores)"
