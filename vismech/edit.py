@@ -55,7 +55,8 @@ class HookEdit(Edit):
     def __init__(self, subject: Subject, hooks: dict[str, Callable[[torch.Tensor], torch.Tensor | None]]):
         super().__init__(subject)
         for site in hooks:
-            subject.site(site)
+            if subject.site(site).kind != "activation":
+                raise VismechError(f"site '{site}' is a weight site; hooks need an activation site")
         self.hooks = hooks
         self._handles: list = []
 

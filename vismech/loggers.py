@@ -22,3 +22,14 @@ def wandb_logger(**kwargs):
     if "offline" not in kwargs and not os.environ.get("WANDB_MODE"):
         kwargs["offline"] = not wandb_logged_in()
     return WandbLogger(**kwargs)
+
+
+def close(loggers: list, record_path=None) -> None:
+    """End each logger's run; W&B gets the result record as a file of the run and is finished (writes its summary)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            if record_path is not None:
+                lg.experiment.save(str(record_path), base_path=str(Path(record_path).parent), policy="now")
+            lg.experiment.finish()

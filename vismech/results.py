@@ -163,7 +163,9 @@ def provenance() -> Provenance:
         except PackageNotFoundError:
             continue
     commit = _git("rev-parse", "HEAD") or "unknown"
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    # results and the leaderboard are outputs, not code: a run that rewrites them does not make the code dirty
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results",
+                      ":(top,exclude)leaderboard.md"))
     return Provenance(git_commit=commit, git_dirty=dirty, libraries=libs, python=platform.python_version(),
                       platform=platform.platform(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 

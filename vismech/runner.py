@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from . import leaderboard
 from .cost import Stopwatch, peak_memory_mb
 from .errors import VismechError
+from .loggers import close as close_loggers
 from .method import build_method
 from .registry import METHODS, MODELS, TASKS
 from .results import (Cost, Headline, ItemSet, MethodInfo, MetricResult, ResultRecord, Seeds,
@@ -47,15 +48,15 @@ def _loggers(cfg: DictConfig) -> list:
 
 def execute(cfg: DictConfig) -> RunOutcome | None:
     """Run the configured benchmark; returns the record on rank zero (None on other ranks)."""
-    started = time.perf_counter()
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # device banners and tips
-    task = TASKS.get(cfg.task.name)
+    task, load_subject = TASKS.get(cfg.task.name), MODELS.get(cfg.model.name)
+    started = time.perf_counter()  # after the registries' one-time imports, which are not the run's cost
     method = build_method(cfg.method.name, _plain(cfg.method.get("config")), seed=cfg.seed, task=task.name)
     strengths = list(cfg.task.strengths)
     if not strengths:
         raise VismechError("task.strengths is empty; give at least one strength, e.g. task.strengths=[1.0]")
     strengths = [method.check_strength(s) for s in strengths]
-    subject = MODELS.get(cfg.model.name)(**_plain(cfg.model.get("params")))
+    subject = load_subject(**_plain(cfg.model.get("params")))
     items, fit_data = task.make_items(cfg.task), task.make_fit_data(cfg.task)
 
     store = Store(cfg.paths.cache_dir)
@@ -74,6 +75,7 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
         lg.log_hyperparams(resolved)
     trainer.test(bench, dataloaders=loader, verbose=False)
     if trainer.global_rank != 0:
+        close_loggers(loggers)
         return None
 
     entry = METHODS.entry(method.name)
@@ -95,6 +97,7 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
         config={k: v for k, v in resolved.items() if k not in ("paths", "logger")},
     )
     path = write_record(record, cfg.paths.results_dir)
+    close_loggers(loggers, path)
     if cfg.paths.get("leaderboard"):
         leaderboard.write(cfg.paths.results_dir, cfg.paths.leaderboard)
     return RunOutcome(record, path)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .cost import CostMeter
-from .errors import UnknownNameError, VismechError
+from .errors import VismechError
 
 SiteKind = Literal["activation", "weight"]
 
@@ -60,7 +60,7 @@ class Subject:
 
     def site(self, name: str) -> Site:
         if name not in self.sites:
-            raise UnknownNameError(f"site of subject '{self.id}'", name, self.sites)
+            raise VismechError(f"subject '{self.id}' has no site '{name}'; known sites: {', '.join(self.sites)}")
         return self.sites[name]
 
     def module(self, site: str | Site) -> nn.Module:

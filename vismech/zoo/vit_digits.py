@@ -61,12 +61,19 @@ class _Classifier(L.LightningModule):
     def __init__(self, model, lr: float, weight_decay: float, steps: int):
         super().__init__()
         self.model, self.lr, self.weight_decay, self.steps = model, lr, weight_decay, steps
+        self.epoch_losses: list[float] = []
+        self._batch_losses: list[float] = []
 
     def training_step(self, batch, _):
         x, y = batch
         loss = F.cross_entropy(self.model((x - 0.5) / 0.5), y)
         self.log("train_loss", loss, prog_bar=True)
+        self._batch_losses.append(loss.item())
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.epoch_losses.append(sum(self._batch_losses) / len(self._batch_losses))
+        self._batch_losses = []
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -93,5 +100,6 @@ def train(epochs: int | None = None, seed: int | None = None, progress: bool = F
     _, xt, yt = DigitsItems("test").tensors()
     with torch.no_grad():
         accuracy = (model((xt - 0.5) / 0.5).argmax(-1) == yt).float().mean().item()
-    return model, {"recipe": recipe, "train_time_s": round(seconds, 1), "quality": {"test_accuracy": accuracy,
-                   "test_items": int(yt.numel())}}
+    return model, {"recipe": recipe, "train_time_s": round(seconds, 1),
+                   "epoch_losses": [round(v, 4) for v in module.epoch_losses],
+                   "quality": {"test_accuracy": accuracy, "test_items": int(yt.numel())}}

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vismech import cli
+
+
+@pytest.fixture(scope="session")
+def vit_subject():
+    from vismech.zoo import vit_digits
+
+    return vit_digits.load()
+
+
+@pytest.fixture()
+def digits_batch():
+    from vismech.datasets.digits import DigitsItems
+
+    ids, images, labels = DigitsItems("test", limit=32).tensors()
+    return ids, images, labels
+
+
+class Workspace:
+    """A run folder layout in a temporary directory, and in-process calls of the CLI against it."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.results = root / "results"
+        self.leaderboard = root / "leaderboard.md"
+
+    def paths(self) -> list[str]:
+        return [f"paths.results_dir={self.results}", f"paths.cache_dir={self.root / 'cache'}",
+                f"paths.leaderboard={self.leaderboard}", f"paths.runs_dir={self.root / 'runs'}"]
+
+    def run(self, *overrides: str) -> int:
+        return cli.main(["run", *overrides, *self.paths()])
+
+    def records(self) -> list[dict]:
+        return [json.loads(p.read_text()) for p in sorted(self.results.rglob("*.json"))]
+
+
+@pytest.fixture()
+def workspace(tmp_path) -> Workspace:
+    return Workspace(tmp_path)

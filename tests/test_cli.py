@@ -1,0 +1,107 @@
+"""The `vismech` command end to end on the mini track: run, sweeps, list, user errors."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vismech import cli
+from vismech.registry import METHODS, METRICS, MODELS, TASKS
+from vismech.results import load_record
+
+
+def test_default_run_produces_a_valid_record_matching_a_direct_computation(workspace, vit_subject):
+    assert workspace.run() == 0
+    [path] = list(workspace.results.rglob("*.json"))
+    record = load_record(path)
+    assert (record.task, record.method.name, record.subject.id) == ("classifier_ablation", "noop", "vit_digits")
+    from vismech.datasets.digits import DigitsItems
+
+    ids, images, labels = DigitsItems("test").tensors()
+    with torch.no_grad():
+        accuracy = (vit_subject.logits(images).argmax(-1) == labels).double().mean().item()
+    for point in record.sweep:
+        assert point.metrics["accuracy"].value == pytest.approx(accuracy, abs=1e-12)
+        assert point.metrics["true_class_prob_drop"].value == 0.0  # the no-op edit is exact
+        assert point.metrics["accuracy"].item_ids == ids.tolist()
+    assert record.cost.forward_passes == 8 * 4  # 8 batches x (unedited + 3 strengths)
+    assert record.provenance.libraries["torch"].startswith("2.13.0")
+    assert "`noop` (control)" in workspace.leaderboard.read_text()
+    assert (Path(workspace.root) / "runs").is_dir()
+
+
+def test_multirun_sweep_and_cached_findings(workspace):
+    sweep = ["-m", "method=noop,random_neurons", "task.limit=40", f"hydra.sweep.dir={workspace.root / 'sweep'}"]
+    assert workspace.run(*sweep) == 0
+    records = {r["method"]["name"]: r for r in workspace.records()}
+    assert set(records) == {"noop", "random_neurons"}
+    drop = records["random_neurons"]["sweep"][-1]["metrics"]["true_class_prob_drop"]["value"]
+    assert drop != 0.0
+    findings = sorted((workspace.root / "cache" / "findings").rglob("finding.json"))
+    assert len(findings) == 2
+    stamps = [p.stat().st_mtime_ns for p in findings]
+    assert workspace.run(*sweep) == 0  # the second run loads the findings instead of refitting
+    assert [p.stat().st_mtime_ns for p in findings] == stamps
+    again = {r["method"]["name"]: r for r in workspace.records()}
+    assert again["random_neurons"]["sweep"] == records["random_neurons"]["sweep"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("method=nope", "unknown method 'nope'; known methods: noop, random_neurons"),
+    ("task=nope", "unknown task 'nope'; known tasks: classifier_ablation"),
+    ("model=nope", "unknown model 'nope'; known models: vit_digits"),
+    ("logger=nope", "unknown logger 'nope'; known loggers: csv, wandb"),
+    ("task.strengths=[0.5,2.0]", "strength of method 'noop' must be in [0, 1], got 2"),
+    ("task.strengths=[]", "task.strengths is empty"),
+    ("method.config.units_per_layer=999", "units_per_layer=999 exceeds the 96 units of site 'ffn.0'"),
+])
+def test_user_errors_exit_2_with_one_line(workspace, capsys, override, message):
+    extra = ["method=random_neurons"] if "units_per_layer" in override else []
+    assert workspace.run(*extra, override) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("vismech: error: ") and message in err[-1]
+    assert not workspace.results.exists()
+
+
+def test_missing_and_corrupt_weights(workspace, capsys, tmp_path):
+    assert workspace.run(f"model.params.weights={tmp_path / 'none.safetensors'}") == 2
+    assert "weights file" in capsys.readouterr().err and "does not exist"
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    assert workspace.run(f"model.params.weights={broken}") == 2
+    assert "is not a readable safetensors file" in capsys.readouterr().err
+    pickled = tmp_path / "weights.pt"
+    pickled.write_bytes(b"not really a pickle")
+    assert workspace.run(f"model.params.weights={pickled}") == 2
+    assert "must be .safetensors (pickle checkpoints are refused)" in capsys.readouterr().err
+
+
+def test_list_names_everything_registered(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for registry in (TASKS, METHODS, MODELS, METRICS):
+        for entry in registry.entries():
+            line = next(line for line in out.splitlines() if line.strip().startswith(entry.name + " "))
+            assert entry.summary in line
+    assert "higher is better" in out and "(control)" in out
+    assert cli.main(["list", "widgets"]) == 2
+    assert "unknown list section 'widgets'; known list sections: methods, metrics, models, tasks" in capsys.readouterr().err
+
+
+def test_unknown_command(capsys):
+    assert cli.main(["frobnicate"]) == 2
+    assert "unknown command 'frobnicate'; known commands: leaderboard, list, run, validate, zoo" in capsys.readouterr().err
+
+
+def test_console_script_exit_code_and_no_traceback(tmp_path):
+    exe = Path(sys.executable).parent / "vismech"
+    env = {**os.environ, "CI": "true"}
+    proc = subprocess.run([str(exe), "run", "method=nope"], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          stdin=subprocess.DEVNULL, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "vismech: error: unknown method 'nope'; known methods: noop, random_neurons"
+    assert "Traceback" not in proc.stderr + proc.stdout

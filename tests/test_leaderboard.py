@@ -1,0 +1,67 @@
+"""The generated leaderboard: ranking, ties, separation of tracks and fingerprints, and freshness of leaderboard.md."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from records import record
+
+from vismech import cli, leaderboard
+from vismech.errors import VismechError
+from vismech.results import write_record
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _rows(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| rank")]
+
+
+def test_rank_follows_direction_and_ties_are_marked():
+    strong = record("strong", (0.9, 0.8, 0.9, 0.8))
+    tied = record("tied", (0.9, 0.8, 0.9, 0.79))
+    weak = record("weak", (0.1, 0.0, 0.2, 0.1), control=True)
+    rows = _rows(leaderboard.render([weak, tied, strong]))
+    assert [r.split("|")[2].split()[0] for r in rows] == ["`strong`", "`tied`", "`weak`"]
+    assert "**0.8500" in rows[0]
+    assert rows[1].split("|")[3].strip().endswith("≈")
+    assert "≈" not in rows[2] and "(control)" in rows[2]
+    lower = [record("a", (0.1,) * 4, direction="lower"), record("b", (0.5,) * 4, direction="lower")]
+    assert "`a`" in _rows(leaderboard.render(lower))[0]
+
+
+def test_tracks_and_fingerprints_never_share_a_table():
+    text = leaderboard.render([record("a"), record("b", track="paper"), record("c", fingerprint="fp-b"),
+                               record("d", subject="other")])
+    assert text.count("\n## ") == 4
+    assert "## mini · t · s\n" in text and "## mini · t · s (protocol variant 2)" in text
+    assert "## paper · t · s" in text and "## mini · t · other" in text
+    for section in text.split("\n## ")[1:]:
+        assert len(_rows(section)) == 1
+
+
+def test_reported_numbers_are_marked():
+    text = leaderboard.render([record("paper_number", kind="reported")])
+    assert "(reported, not reproduced)" in text
+
+
+def test_duplicate_runs_are_refused(tmp_path):
+    write_record(record("a"), tmp_path / "one")
+    write_record(record("a"), tmp_path / "two")
+    with pytest.raises(VismechError, match="are the same run; keep one"):
+        leaderboard.collect(tmp_path)
+
+
+def test_leaderboard_command_and_check(tmp_path, capsys):
+    write_record(record("a"), tmp_path / "results")
+    out = tmp_path / "lb.md"
+    args = ["--results", str(tmp_path / "results"), "--out", str(out)]
+    assert cli.main(["leaderboard", "--check", *args]) == 1
+    assert cli.main(["leaderboard", *args]) == 0
+    assert cli.main(["leaderboard", "--check", *args]) == 0
+    assert "`a`" in out.read_text()
+
+
+def test_committed_leaderboard_is_up_to_date():
+    expected = leaderboard.render(leaderboard.collect(REPO / "results"))
+    assert (REPO / "leaderboard.md").read_text() == expected, "leaderboard.md is stale: run `vismech leaderboard`"

@@ -1,0 +1,64 @@
+"""Result records: schema validation, atomic writes, and `vismech validate`."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from records import record
+
+from vismech import cli
+from vismech.errors import VismechError
+from vismech.results import load_record, write_record
+
+
+def test_write_and_load_round_trip(tmp_path):
+    rec = record()
+    path = write_record(rec, tmp_path)
+    assert path == tmp_path / "mini" / "t" / "s" / "m--mmmmmmmm--seed0.json"
+    assert load_record(path) == rec
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.pop("task"), "task: Field required"),
+    (lambda d: d.update(schema_version=7), "has schema_version 7; this vismech reads 1"),
+    (lambda d: d["sweep"][0]["metrics"]["score"].update(value=9.0), "lies outside its CI"),
+    (lambda d: d["sweep"][0]["metrics"]["score"].update(direction="up"), "direction: Input should be 'higher' or 'lower'"),
+    (lambda d: d["headline"].update(strength=0.5), "headline strength 0.5 is not in the sweep"),
+    (lambda d: d.update(primary_metric="other"), "primary metric 'other' missing at strength 1.0"),
+    (lambda d: d["subject"].update(track="medium"), "subject.track: Input should be 'mini' or 'paper'"),
+    (lambda d: d.update(extra_field=1), "extra_field: Extra inputs are not permitted"),
+    (lambda d: d["sweep"][0]["metrics"]["score"].update(n=3), "n=3 but 4 ids and 4 values"),
+])
+def test_malformed_records_are_refused(tmp_path, mutate, message):
+    data = json.loads(record().model_dump_json())
+    mutate(data)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(VismechError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_record(path)
+
+
+def test_validate_command(tmp_path, capsys):
+    good = write_record(record(), tmp_path)
+    assert cli.main(["validate", str(good)]) == 0
+    assert "valid (schema 1, task t, method m)" in capsys.readouterr().out
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert cli.main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"vismech: error: result record '{bad}' is not valid JSON") and "\n" not in err
+    assert cli.main(["validate", str(tmp_path / "missing.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    listing = tmp_path / "list.json"
+    listing.write_text("[1, 2]")
+    assert cli.main(["validate", str(listing)]) == 2
+    assert "must be a JSON object, got list" in capsys.readouterr().err
