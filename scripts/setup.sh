@@ -7,6 +7,16 @@ venv=${VISMECH_VENV:-.venv}
 extra=""
 [ "${1:-}" = dev ] && extra="[dev]"
 
+# The mini world's source images: Fashion-MNIST (MIT licence) from Debian's package, installed once as root.
+if [ ! -d /usr/share/datasets/fashion-mnist ] && [ -z "${VISMECH_FASHION_MNIST:-}" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    else
+        echo "setup: the mini world needs Fashion-MNIST: 'sudo apt-get install dataset-fashion-mnist'," \
+             "or set VISMECH_FASHION_MNIST to a folder with its four IDX .gz files" >&2
+    fi
+fi
+
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 py="$venv/bin/python"
 stamp="$venv/.vismech-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)${extra:+-dev}"

@@ -58,6 +58,11 @@ def test_multirun_sweep_and_cached_findings(workspace):
     ("task.strengths=[0.5,2.0]", "strength of method 'noop' must be in [0, 1], got 2"),
     ("task.strengths=[]", "task.strengths is empty"),
     ("method.config.units_per_layer=999", "units_per_layer=999 exceeds the 96 units of site 'ffn.0'"),
+    ("task.foo=3", "bad override: Could not override 'task.foo'. To append to your config use +task.foo=3"),
+    ("task.limit=abc", "config key 'limit' of task 'classifier_ablation' must be int | None, got 'abc'"),
+    ("task.batch_size=0", "task.batch_size must be >= 1, got 0"),
+    ("task.strengths=[0,0.5", "bad override: no viable alternative at input '[0,0.5'"),
+    ("seed=1.5", "seed must be an integer, got 1.5"),
 ])
 def test_user_errors_exit_2_with_one_line(workspace, capsys, override, message):
     extra = ["method=random_neurons"] if "units_per_layer" in override else []

@@ -57,6 +57,40 @@ def check_overrides(args: list[str]) -> None:
                 raise UnknownNameError(match["key"], value, options)
 
 
+def check_composition(args: list[str]) -> None:
+    """Compose the config once before Hydra runs, so that a bad override is one line and exit code 2.
+
+    Sweeps are checked with their first value (group choices were all checked above); `hydra.*` keys only exist
+    inside Hydra's own run and are left to it.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    def one_line(exc: Exception) -> str:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return " ".join(lines[:2])
+
+    plain = [a for a in args if not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(plain)
+    except HydraException as exc:
+        raise VismechError(f"bad override: {one_line(exc)}") from None
+    single = []
+    for override, raw in zip(parsed, plain):
+        if override.key_or_group == "hydra" or override.key_or_group.startswith("hydra."):
+            continue
+        if override.is_sweep_override():
+            raw = f"{raw.split('=', 1)[0]}={next(iter(override.sweep_string_iterator()))}"
+        single.append(raw)
+    with initialize_config_dir(str(config_dir()), version_base="1.3", job_name="check"):
+        try:
+            compose("config", overrides=single)
+        except (HydraException, OmegaConfBaseException) as exc:
+            raise VismechError(f"bad override: {one_line(exc)}") from None
+
+
 def _store_plugin_method_configs() -> None:
     """Give registered methods without a yaml (installed plugins) a config node built from their typed Config."""
     from hydra.core.config_store import ConfigStore
@@ -76,6 +110,7 @@ def cmd_run(args: list[str]) -> int:
 
     check_overrides(args)
     _store_plugin_method_configs()
+    check_composition(args)
 
     def task_function(cfg) -> None:
         from .runner import execute

@@ -4,13 +4,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import typing
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 
+from .config import typed_config
 from .edit import Edit
 from .errors import VismechError, check_range
 from .finding import Finding
@@ -33,7 +33,7 @@ class Method(ABC):
     control: ClassVar[bool] = False  # no-op and random controls, listed as such on the leaderboard
 
     def __init__(self, config: MethodConfig | Mapping[str, Any] | None = None, *, seed: int = 0):
-        self.config = config if isinstance(config, self.Config) else make_config(self.Config, config or {}, self.name)
+        self.config = config if isinstance(config, self.Config) else typed_config(self.Config, config or {}, f"method '{self.name}'")
         self.seed = int(seed)
 
     def generator(self, salt: str = "") -> torch.Generator:
@@ -68,30 +68,6 @@ class Method(ABC):
     @abstractmethod
     def edit(self, subject: Subject, finding: Finding, strength: float) -> Edit:
         """A reversible edit of `subject` at `strength`; strength 0 must reproduce the unedited outputs exactly."""
-
-
-def make_config(cls: type[MethodConfig], values: Mapping[str, Any], method: str) -> MethodConfig:
-    """Build a typed config from a mapping; unknown keys and wrong types fail with the allowed keys named."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        allowed = ", ".join(sorted(fields)) or "(none)"
-        raise VismechError(f"unknown config key(s) {', '.join(unknown)} for method '{method}'; allowed: {allowed}")
-    coerced = {}
-    for key, value in values.items():
-        kind = hints.get(key)
-        if kind in (int, float, bool, str) and not isinstance(value, kind):
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            else:
-                raise VismechError(f"config key '{key}' of method '{method}' must be {kind.__name__}, got {value!r}")
-        coerced[key] = value
-    config = cls(**coerced)
-    validate = getattr(config, "validate", None)
-    if callable(validate):
-        validate()
-    return config
 
 
 def build_method(name: str, config: Mapping[str, Any] | None = None, *, seed: int = 0, task: str | None = None) -> Method:

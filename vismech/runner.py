@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from . import leaderboard
 from .cost import Stopwatch, peak_memory_mb
+from .config import typed_config
 from .errors import VismechError
 from .loggers import close as close_loggers
 from .method import build_method
@@ -51,13 +52,14 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # device banners and tips
     task, load_subject = TASKS.get(cfg.task.name), MODELS.get(cfg.model.name)
     started = time.perf_counter()  # after the registries' one-time imports, which are not the run's cost
-    method = build_method(cfg.method.name, _plain(cfg.method.get("config")), seed=cfg.seed, task=task.name)
-    strengths = list(cfg.task.strengths)
-    if not strengths:
-        raise VismechError("task.strengths is empty; give at least one strength, e.g. task.strengths=[1.0]")
-    strengths = [method.check_strength(s) for s in strengths]
+    seed = cfg.seed
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise VismechError(f"seed must be an integer, got {seed!r}")
+    task_cfg = typed_config(task.Config, _plain(cfg.task), f"task '{task.name}'")
+    method = build_method(cfg.method.name, _plain(cfg.method.get("config")), seed=seed, task=task.name)
+    strengths = [method.check_strength(s) for s in task_cfg.strengths]
     subject = load_subject(**_plain(cfg.model.get("params")))
-    items, fit_data = task.make_items(cfg.task), task.make_fit_data(cfg.task)
+    items, fit_data = task.make_items(task_cfg), task.make_fit_data(task_cfg)
 
     store = Store(cfg.paths.cache_dir)
     key = finding_key(subject.weights_digest, method.name, getattr(method, "version", "1"), method.config_dict(),
@@ -65,8 +67,8 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
     with Stopwatch() as fit_clock:
         finding, _ = store.finding(key, lambda: method.fit(subject, fit_data))
 
-    bench = task(subject, method, finding, strengths, run_seed=cfg.seed)
-    loader = DataLoader(items, batch_size=cfg.task.batch_size, shuffle=False)
+    bench = task(subject, method, finding, strengths, run_seed=seed)
+    loader = DataLoader(items, batch_size=task_cfg.batch_size, shuffle=False)
     loggers = _loggers(cfg)
     trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=loggers or False,
                         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress_enabled())
@@ -86,7 +88,7 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
         subject=SubjectInfo(id=subject.id, track=subject.track, weights_digest=subject.weights_digest,
                             source=subject.source),
         items=ItemSet(name=items.name, size=len(items), digest=items.digest()),
-        seeds=Seeds(run_seed=cfg.seed, scheme=SCHEME),
+        seeds=Seeds(run_seed=seed, scheme=SCHEME),
         sweep=[SweepPoint(strength=s, metrics={n: MetricResult(**m) for n, m in summary.items()})
                for s, summary in zip(strengths, bench.summaries)],
         headline=Headline(strength=bench.headline_strength(), rule=task.headline_rule),

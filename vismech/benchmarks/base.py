@@ -1,17 +1,34 @@
 """Benchmark base: one LightningModule per task, driven by `Trainer.test` over items with stable ids."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import lightning as L
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..errors import VismechError
 from ..finding import Finding
 from ..method import Method
 from ..metrics.base import ItemMetric
 from ..registry import METRICS
 from ..subject import Subject
+
+
+@dataclass
+class TaskConfig:
+    """Keys every task config has; a task's own Config adds its keys."""
+
+    name: str
+    batch_size: int = 64
+    strengths: list[float] = field(default_factory=lambda: [1.0])
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise VismechError(f"task.batch_size must be >= 1, got {self.batch_size}")
+        if not self.strengths:
+            raise VismechError("task.strengths is empty; give at least one strength, e.g. task.strengths=[1.0]")
 
 
 class Benchmark(L.LightningModule):
@@ -23,6 +40,7 @@ class Benchmark(L.LightningModule):
     metric_names: ClassVar[tuple[str, ...]]
     primary_metric: ClassVar[str]
     headline_rule: ClassVar[str]
+    Config: ClassVar[type[TaskConfig]] = TaskConfig
 
     def __init__(self, subject: Subject, method: Method, finding: Finding, strengths: list[float], run_seed: int):
         super().__init__()
@@ -49,9 +67,9 @@ class Benchmark(L.LightningModule):
         return max(self.strengths)
 
     @classmethod
-    def make_items(cls, task_cfg: Any) -> Dataset:
+    def make_items(cls, task_cfg: TaskConfig) -> Dataset:
         raise NotImplementedError
 
     @classmethod
-    def make_fit_data(cls, task_cfg: Any) -> Any:
+    def make_fit_data(cls, task_cfg: TaskConfig) -> Any:
         raise NotImplementedError

@@ -5,13 +5,24 @@ edited model's accuracy and the drop of the ground-truth probability on held-out
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 
 from ..datasets.digits import DigitsItems
 from ..registry import TASKS
-from .base import Benchmark
+from ..errors import VismechError
+from .base import Benchmark, TaskConfig
+
+
+@dataclass
+class ClassifierAblationConfig(TaskConfig):
+    limit: int | None = None  # keep the first N test items by id
+
+    def validate(self) -> None:
+        super().validate()
+        if self.limit is not None and self.limit < 1:
+            raise VismechError(f"task.limit must be >= 1 or null, got {self.limit}")
 
 
 @TASKS.register()
@@ -24,13 +35,14 @@ class ClassifierAblation(Benchmark):
     metric_names = ("true_class_prob_drop", "accuracy")
     primary_metric = "true_class_prob_drop"
     headline_rule = "the largest strength of the sweep (full ablation at 1.0)"
+    Config = ClassifierAblationConfig
 
     @classmethod
-    def make_items(cls, task_cfg: Any) -> DigitsItems:
-        return DigitsItems("test", limit=task_cfg.get("limit"))
+    def make_items(cls, task_cfg: ClassifierAblationConfig) -> DigitsItems:
+        return DigitsItems("test", limit=task_cfg.limit)
 
     @classmethod
-    def make_fit_data(cls, task_cfg: Any) -> DigitsItems:
+    def make_fit_data(cls, task_cfg: ClassifierAblationConfig) -> DigitsItems:
         return DigitsItems("train")
 
     @torch.no_grad()
