@@ -10,17 +10,17 @@ from vismech import cli
 
 @pytest.fixture(scope="session")
 def vit_subject():
-    from vismech.zoo import vit_digits
+    from vismech.zoo import vit_world
 
-    return vit_digits.load()
+    return vit_world.load()
 
 
 @pytest.fixture()
-def digits_batch():
-    from vismech.datasets.digits import DigitsItems
+def world_batch():
+    from vismech.datasets.world import WorldItems
 
-    ids, images, labels = DigitsItems("test", limit=32).tensors()
-    return ids, images, labels
+    data = WorldItems("test", limit=32).tensors()
+    return data["id"], data["image"], data["label"]
 
 
 class Workspace:

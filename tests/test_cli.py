@@ -18,17 +18,18 @@ def test_default_run_produces_a_valid_record_matching_a_direct_computation(works
     assert workspace.run() == 0
     [path] = list(workspace.results.rglob("*.json"))
     record = load_record(path)
-    assert (record.task, record.method.name, record.subject.id) == ("classifier_ablation", "noop", "vit_digits")
-    from vismech.datasets.digits import DigitsItems
+    assert (record.task, record.method.name, record.subject.id) == ("classifier_ablation", "noop", "vit_world")
+    from vismech.datasets.world import WorldItems
 
-    ids, images, labels = DigitsItems("test").tensors()
+    data = WorldItems("test", limit=1000).tensors()
+    ids, images, labels = data["id"], data["image"], data["label"]
     with torch.no_grad():
         accuracy = (vit_subject.logits(images).argmax(-1) == labels).double().mean().item()
     for point in record.sweep:
         assert point.metrics["accuracy"].value == pytest.approx(accuracy, abs=1e-12)
         assert point.metrics["true_class_prob_drop"].value == 0.0  # the no-op edit is exact
         assert point.metrics["accuracy"].item_ids == ids.tolist()
-    assert record.cost.forward_passes == 8 * 4  # 8 batches x (unedited + 3 strengths)
+    assert record.cost.forward_passes == 16 * 4  # 16 batches of 64 x (unedited + 3 strengths)
     assert record.provenance.libraries["torch"].startswith("2.13.0")
     assert "`noop` (control)" in workspace.leaderboard.read_text()
     assert (Path(workspace.root) / "runs").is_dir()
@@ -53,11 +54,11 @@ def test_multirun_sweep_and_cached_findings(workspace):
 @pytest.mark.parametrize("override, message", [
     ("method=nope", "unknown method 'nope'; known methods: noop, random_neurons"),
     ("task=nope", "unknown task 'nope'; known tasks: classifier_ablation"),
-    ("model=nope", "unknown model 'nope'; known models: vit_digits"),
+    ("model=nope", "unknown model 'nope'; known models: vit_world"),
     ("logger=nope", "unknown logger 'nope'; known loggers: csv, wandb"),
     ("task.strengths=[0.5,2.0]", "strength of method 'noop' must be in [0, 1], got 2"),
     ("task.strengths=[]", "task.strengths is empty"),
-    ("method.config.units_per_layer=999", "units_per_layer=999 exceeds the 96 units of site 'ffn.0'"),
+    ("method.config.units_per_layer=999", "units_per_layer=999 exceeds the 256 units of site 'ffn.0'"),
     ("task.foo=3", "bad override: Could not override 'task.foo'. To append to your config use +task.foo=3"),
     ("task.limit=abc", "config key 'limit' of task 'classifier_ablation' must be int | None, got 'abc'"),
     ("task.batch_size=0", "task.batch_size must be >= 1, got 0"),

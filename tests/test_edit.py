@@ -18,8 +18,8 @@ def _same_state(a, b):
 
 
 @torch.no_grad()
-def test_identity_edits_are_bit_identical(vit_subject, digits_batch):
-    _, images, _ = digits_batch
+def test_identity_edits_are_bit_identical(vit_subject, world_batch):
+    _, images, _ = world_batch
     base = vit_subject.logits(images)
     random = build_method("random_neurons", {"units_per_layer": 16}, seed=3)
     finding = random.fit(vit_subject, None)
@@ -31,10 +31,10 @@ def test_identity_edits_are_bit_identical(vit_subject, digits_batch):
 
 
 @torch.no_grad()
-def test_hook_edit_changes_outputs_then_comes_off(vit_subject, digits_batch):
-    _, images, _ = digits_batch
+def test_hook_edit_changes_outputs_then_comes_off(vit_subject, world_batch):
+    _, images, _ = world_batch
     before, base = _state(vit_subject), vit_subject.logits(images)
-    random = build_method("random_neurons", {"units_per_layer": 48}, seed=0)
+    random = build_method("random_neurons", {"units_per_layer": 128}, seed=0)
     finding = random.fit(vit_subject, None)
     with random.edit(vit_subject, finding, 1.0):
         edited = vit_subject.logits(images)
@@ -45,8 +45,8 @@ def test_hook_edit_changes_outputs_then_comes_off(vit_subject, digits_batch):
 
 
 @torch.no_grad()
-def test_edits_come_off_on_exception(vit_subject, digits_batch):
-    _, images, _ = digits_batch
+def test_edits_come_off_on_exception(vit_subject, world_batch):
+    _, images, _ = world_batch
     before, base = _state(vit_subject), vit_subject.logits(images)
     weight_edit = WeightEdit(vit_subject, {"ffn.1.fc1": lambda w: w * 0, "ffn.2.fc2": lambda w: w + 1})
     hook_edit = HookEdit(vit_subject, {"ffn.0": lambda out: out * 3})
@@ -80,7 +80,7 @@ def test_edit_misuse_is_refused(vit_subject):
     with pytest.raises(VismechError, match="changed its shape"):
         with WeightEdit(vit_subject, {"ffn.0.fc1": lambda w: w[:1]}):
             pass
-    with pytest.raises(VismechError, match="subject 'vit_digits' has no site 'nope'; known sites: ffn.0, "):
+    with pytest.raises(VismechError, match="subject 'vit_world' has no site 'nope'; known sites: ffn.0, "):
         HookEdit(vit_subject, {"nope": lambda out: out})
     with pytest.raises(VismechError, match="weight site"):
         HookEdit(vit_subject, {"ffn.0.fc1": lambda out: out})

@@ -27,7 +27,7 @@ def test_wandb_offline(workspace, monkeypatch):
     [offline] = list(run_dir.rglob("offline-run-*"))
     [stream] = list(offline.glob("run-*.wandb"))
     data = stream.read_bytes()  # wandb's own binary log; the metric keys are stored as plain strings in it
-    for key in ("true_class_prob_drop@1", "accuracy@0.5", "classifier_ablation-noop-vit_digits"):
+    for key in ("true_class_prob_drop@1", "accuracy@0.5", "classifier_ablation-noop-vit_world"):
         assert key.encode() in data
     [saved] = list((offline / "files").glob("noop--*.json"))
     assert json.loads(saved.read_text()) == workspace.records()[0]  # the result record travels with the run

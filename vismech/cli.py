@@ -24,6 +24,7 @@ commands:
   validate RECORD.json ...     check result records against the schema
   zoo build [NAME ...]         retrain mini-zoo models by their recipes
   zoo ls                       the mini zoo's manifest
+  zoo cards                    regenerate docs/zoo.md, the model cards
 """
 GROUPS = ("task", "method", "model", "logger", "trainer", "experiment")
 OVERRIDE = re.compile(r"^[+~]{0,2}(?P<key>[A-Za-z_][\w.]*)=(?P<value>.*)$")
@@ -192,9 +193,16 @@ def cmd_validate(args: list[str]) -> int:
 
 
 def cmd_zoo(args: list[str]) -> int:
-    if not args or args[0] not in ("build", "ls"):
-        raise VismechError("usage: vismech zoo build [NAME ...] | vismech zoo ls")
+    if not args or args[0] not in ("build", "ls", "cards"):
+        raise VismechError("usage: vismech zoo build [NAME ...] | vismech zoo ls | vismech zoo cards")
     from . import zoo
+    from .io import atomic_write_text
+    from .zoo import cards
+
+    if args[0] == "cards":
+        atomic_write_text(cards.CARDS, cards.render())
+        print(f"wrote {cards.CARDS}")
+        return 0
 
     if args[0] == "ls":
         from .zoo.manifest import read_manifest
@@ -202,7 +210,7 @@ def cmd_zoo(args: list[str]) -> int:
         manifest = read_manifest()
         for name in sorted(zoo.RECIPES):
             entry = manifest.get(name)
-            state = (f"sha256 {entry['sha256'][:12]}, quality {entry['quality']}" if entry else "not built")
+            state = (f"{entry['size_bytes'] / 2**20:.1f} MiB, quality {entry['quality']}" if entry else "not built")
             print(f"  {name:<16} {state}")
         return 0
     from .runner import progress_enabled
@@ -210,7 +218,8 @@ def cmd_zoo(args: list[str]) -> int:
 
     for name in args[1:] or sorted(zoo.RECIPES):
         entry = build(name, progress=progress_enabled())
-        print(f"built {name}: sha256 {entry['sha256'][:12]}, quality {entry['quality']}, {entry['train_time_s']} s")
+        print(f"built {name}: quality {entry['quality']}, {entry['train_time_s']} s")
+    atomic_write_text(cards.CARDS, cards.render())
     return 0
 
 

@@ -63,6 +63,9 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         yield tmp
+        # mkdtemp makes a 0700 folder and some writers make 0600 files; the result should read like any other
+        for p in [tmp, *tmp.rglob("*")]:
+            p.chmod((0o777 if p.is_dir() else 0o666) & ~_umask())
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..datasets.digits import DigitsItems
+from ..datasets.world import WorldItems
 from ..registry import TASKS
 from ..errors import VismechError
 from .base import Benchmark, TaskConfig
@@ -17,7 +17,7 @@ from .base import Benchmark, TaskConfig
 
 @dataclass
 class ClassifierAblationConfig(TaskConfig):
-    limit: int | None = None  # keep the first N test items by id
+    limit: int | None = 1000  # keep the first N test items by id
 
     def validate(self) -> None:
         super().validate()
@@ -31,19 +31,19 @@ class ClassifierAblation(Benchmark):
 
     name = "classifier_ablation"
     version = "1"
-    protocol = "sklearn digits test split (id % 4 == 0); FFN units scaled by (1 - strength) at every token"
+    protocol = "mini world test split (first `limit` ids); FFN units scaled by (1 - strength) at every token"
     metric_names = ("true_class_prob_drop", "accuracy")
     primary_metric = "true_class_prob_drop"
     headline_rule = "the largest strength of the sweep (full ablation at 1.0)"
     Config = ClassifierAblationConfig
 
     @classmethod
-    def make_items(cls, task_cfg: ClassifierAblationConfig) -> DigitsItems:
-        return DigitsItems("test", limit=task_cfg.limit)
+    def make_items(cls, task_cfg: ClassifierAblationConfig) -> WorldItems:
+        return WorldItems("test", limit=task_cfg.limit)
 
     @classmethod
-    def make_fit_data(cls, task_cfg: ClassifierAblationConfig) -> DigitsItems:
-        return DigitsItems("train")
+    def make_fit_data(cls, task_cfg: ClassifierAblationConfig) -> WorldItems:
+        return WorldItems("train", limit=1000)
 
     @torch.no_grad()
     def test_step(self, batch: dict, batch_idx: int) -> None:

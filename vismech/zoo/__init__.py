@@ -1,9 +1,12 @@
-"""The mini zoo: small models of the paper track's architecture classes, trained by the suite's own recipes."""
+"""The mini zoo: small models of the paper track's architecture classes, trained by the suite's own recipes.
+
+`RECIPES` maps each name to its recipe module (see `recipe.py` for the contract), in build order.
+"""
 from __future__ import annotations
 
 from ..registry import MODELS
-from . import vit_digits
+from . import judge_world, vit_world
 
-MODELS.add(vit_digits.NAME, vit_digits.load, summary="mini: timm ViT (4 blocks, 48 wide) trained on 8x8 sklearn digits")
+RECIPES = {m.NAME: m for m in (judge_world, vit_world)}
 
-RECIPES = {vit_digits.NAME: vit_digits}
+MODELS.add(vit_world.NAME, vit_world.load, summary=vit_world.SUMMARY)

@@ -1,4 +1,5 @@
-"""The mini zoo's manifest: for each shipped model, its weights file, sha256, recipe, seed and measured quality."""
+"""The mini zoo's manifest: for each shipped model, the sha256 of every file in its folder, its recipe, seed,
+training time and measured quality. Weights live in `weights/<name>/`."""
 from __future__ import annotations
 
 import hashlib
@@ -21,6 +22,11 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def folder_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file below `folder`, keyed by its path relative to the folder."""
+    return {p.relative_to(folder).as_posix(): file_sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def read_manifest(path: Path = MANIFEST) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -32,17 +38,19 @@ def manifest_entry(name: str) -> dict[str, Any]:
     return manifest[name]
 
 
-def shipped_weights(name: str) -> Path:
-    """Path of a shipped weights file, checked against the manifest's sha256."""
+def shipped_folder(name: str) -> Path:
+    """The folder of a shipped model, every file checked against the manifest's sha256."""
     entry = manifest_entry(name)
-    path = WEIGHTS_DIR / entry["file"]
-    if not path.is_file():
-        raise VismechError(f"weights of mini model '{name}' are missing at '{path}'; rebuild with `vismech zoo build {name}`")
-    digest = file_sha256(path)
-    if digest != entry["sha256"]:
-        raise VismechError(f"weights '{path}' do not match the manifest (sha256 {digest[:12]} != {entry['sha256'][:12]}); "
-                           f"rebuild with `vismech zoo build {name}`")
-    return path
+    folder = WEIGHTS_DIR / name
+    found = folder_hashes(folder) if folder.is_dir() else {}
+    for rel, digest in entry["files"].items():
+        if rel not in found:
+            raise VismechError(f"file '{rel}' of mini model '{name}' is missing from '{folder}'; "
+                               f"rebuild with `vismech zoo build {name}`")
+        if found[rel] != digest:
+            raise VismechError(f"'{folder / rel}' does not match the manifest (sha256 {found[rel][:12]} != "
+                               f"{digest[:12]}); rebuild with `vismech zoo build {name}`")
+    return folder
 
 
 def update_manifest(name: str, entry: dict[str, Any], path: Path = MANIFEST) -> None:
