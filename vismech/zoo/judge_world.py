@@ -21,7 +21,7 @@ from torch.utils.data import TensorDataset
 from ..datasets.world import BACKGROUNDS, CLASSES, PATTERNS, WorldConfig, WorldItems, measure
 from ..errors import VismechError
 from .manifest import shipped_folder
-from .recipe import fit, seeded_loader
+from .recipe import adamw_one_cycle, fit, seeded_loader
 
 NAME = "judge_world"
 SUMMARY = "mini judge: timm ResNet (0.7M) predicting garment, colour, background and pattern of world images"
@@ -97,9 +97,7 @@ class _Module(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.recipe["lr"], weight_decay=self.recipe["weight_decay"])
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.recipe["lr"], total_steps=self.steps)
-        return [opt], [{"scheduler": sched, "interval": "step"}]
+        return adamw_one_cycle(self, self.recipe["lr"], self.recipe["weight_decay"], self.steps)
 
 
 def evaluate(judge: WorldJudge, items: WorldItems, batch_size: int = 1000) -> dict[str, float]:

@@ -48,3 +48,10 @@ def fit(module: L.LightningModule, loader, *, epochs: int | None = None, max_ste
 def seeded_loader(dataset, batch_size: int, seed: int, shuffle: bool = True) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
                                        generator=torch.Generator().manual_seed(seed))
+
+
+def adamw_one_cycle(module: L.LightningModule, lr: float, weight_decay: float, steps: int):
+    """`configure_optimizers` value shared by the zoo's classifiers: AdamW under a one-cycle schedule per step."""
+    opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    return [opt], [{"scheduler": sched, "interval": "step"}]

@@ -16,7 +16,7 @@ from ..datasets.world import CLASSES, WorldConfig, WorldItems
 from ..errors import VismechError
 from ..subject import ClassifierSubject, vit_ffn_sites
 from .manifest import shipped_folder
-from .recipe import fit, seeded_loader
+from .recipe import adamw_one_cycle, fit, seeded_loader
 
 NAME = "vit_world"
 SUMMARY = "mini: timm ViT (6 blocks, 64 wide, 256 FFN units) classifying the world's 10 garments at 16 px"
@@ -80,9 +80,7 @@ class _Classifier(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.recipe["lr"], weight_decay=self.recipe["weight_decay"])
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.recipe["lr"], total_steps=self.steps)
-        return [opt], [{"scheduler": sched, "interval": "step"}]
+        return adamw_one_cycle(self, self.recipe["lr"], self.recipe["weight_decay"], self.steps)
 
 
 @torch.no_grad()
