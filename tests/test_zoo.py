@@ -79,3 +79,14 @@ def test_model_cards_are_up_to_date():
     from vismech.zoo import cards
 
     assert cards.CARDS.read_text() == cards.render(), "docs/zoo.md is stale: run `vismech zoo cards`"
+
+
+def test_judge_fid_separates_the_skewed_split_from_the_uniform_ones():
+    from vismech.zoo import judge_world
+
+    judge = judge_world.load()
+    test = WorldItems("test", limit=1000).tensors()["image"]
+    same = judge.fid(test, WorldItems("judge", limit=1000).tensors()["image"])
+    skewed = judge.fid(test, WorldItems("train", limit=1000).tensors()["image"])
+    assert same < 4 and skewed > 3 * same  # measured: 1.87 and 19.8
+    assert judge.fid(test, test) == pytest.approx(0, abs=1e-2)

@@ -20,6 +20,7 @@ from torch.utils.data import TensorDataset
 
 from ..datasets.world import BACKGROUNDS, CLASSES, PATTERNS, WorldConfig, WorldItems, measure
 from ..errors import VismechError
+from ..metrics.fid import fid
 from .manifest import shipped_folder
 from .recipe import adamw_one_cycle, fit, seeded_loader
 
@@ -60,6 +61,10 @@ class WorldJudge:
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Pooled penultimate features (192-d): the mini track's FID feature space."""
         return self.model.forward_head(self.model.forward_features(preprocess(images)), pre_logits=True)
+
+    def fid(self, real: torch.Tensor, fake: torch.Tensor) -> float:
+        """FID in this judge's feature space (the mini track's FID; fingerprint: judge_world weights)."""
+        return fid(real, fake, self.features, num_features=ARCH_KWARGS["channels"][-1])
 
 
 def create():
