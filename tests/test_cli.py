@@ -52,7 +52,7 @@ def test_multirun_sweep_and_cached_findings(workspace):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("method=nope", "unknown method 'nope'; known methods: noop, random_neurons"),
+    ("method=nope", "unknown method 'nope'; known methods: " + ", ".join(METHODS.names())),
     ("task=nope", "unknown task 'nope'; known tasks: classifier_ablation"),
     ("model=nope", "unknown model 'nope'; known models: vit_world"),
     ("logger=nope", "unknown logger 'nope'; known loggers: csv, wandb"),
@@ -109,5 +109,5 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
     proc = subprocess.run([str(exe), "run", "method=nope"], capture_output=True, text=True, env=env, cwd=tmp_path,
                           stdin=subprocess.DEVNULL, timeout=300)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "vismech: error: unknown method 'nope'; known methods: noop, random_neurons"
+    assert proc.stderr.strip() == "vismech: error: unknown method 'nope'; known methods: " + ", ".join(METHODS.names())
     assert "Traceback" not in proc.stderr + proc.stdout

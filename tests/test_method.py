@@ -14,7 +14,7 @@ def test_unknown_method_lists_known_names():
     with pytest.raises(UnknownNameError) as err:
         build_method("nope")
     assert str(err.value).startswith("unknown method 'nope'; known methods: ")
-    assert "noop" in str(err.value) and "random_neurons" in str(err.value)
+    assert "noop" in str(err.value) and "random_neurons" in str(err.value) and "neuron_path" in str(err.value)
 
 
 @pytest.mark.parametrize("config, message", [

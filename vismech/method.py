@@ -30,6 +30,7 @@ class Method(ABC):
     tasks: ClassVar[tuple[str, ...]]
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     strength_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    identity_strength: ClassVar[float] = 0.0  # the strength whose edit reproduces the unedited model exactly
     control: ClassVar[bool] = False  # no-op and random controls, listed as such on the leaderboard
 
     def __init__(self, config: MethodConfig | Mapping[str, Any] | None = None, *, seed: int = 0):
@@ -67,7 +68,7 @@ class Method(ABC):
 
     @abstractmethod
     def edit(self, subject: Subject, finding: Finding, strength: float) -> Edit:
-        """A reversible edit of `subject` at `strength`; strength 0 must reproduce the unedited outputs exactly."""
+        """A reversible edit of `subject` at `strength`; `identity_strength` must reproduce the unedited outputs exactly."""
 
 
 def build_method(name: str, config: Mapping[str, Any] | None = None, *, seed: int = 0, task: str | None = None) -> Method:

@@ -1,4 +1,4 @@
 """Built-in methods, one module per family, with their baselines and controls beside them."""
-from . import controls
+from . import controls, neuron_path
 
-__all__ = ["controls"]
+__all__ = ["controls", "neuron_path"]
