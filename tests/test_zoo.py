@@ -35,7 +35,7 @@ def test_vit_held_out_accuracy_matches_the_manifest(vit_subject):
     quality = MANIFEST["vit_world"]["quality"]
     measured = vit_world.accuracy(vit_subject.model, WorldItems("test"))
     assert measured == pytest.approx(quality["test_accuracy"], abs=5 / quality["test_items"])
-    assert measured > 0.75  # chance is 0.1
+    assert measured > 0.8  # chance is 0.1
 
 
 def test_vit_recipe_runs_and_its_loss_falls():
@@ -90,3 +90,19 @@ def test_judge_fid_separates_the_skewed_split_from_the_uniform_ones():
     skewed = judge.fid(test, WorldItems("train", limit=1000).tensors()["image"])
     assert same < 4 and skewed > 3 * same  # measured: 1.87 and 19.8
     assert judge.fid(test, test) == pytest.approx(0, abs=1e-2)
+
+
+def test_recipes_come_after_what_they_are_built_from():
+    order = list(RECIPES)
+    for name, recipe in RECIPES.items():
+        assert all(dep in RECIPES and order.index(dep) < order.index(name) for dep in recipe.NEEDS), name
+
+
+def test_a_recipe_is_a_deterministic_function_of_its_seed():
+    def weights(seed):
+        model, _ = vit_world.train(limit=256, epochs=1, seed=seed)
+        return model.state_dict()
+
+    a, b, c = weights(3), weights(3), weights(4)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)

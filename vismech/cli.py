@@ -200,6 +200,8 @@ def cmd_zoo(args: list[str]) -> int:
     from .zoo import cards
 
     if args[0] == "cards":
+        for path in cards.save_pictures():
+            print(f"wrote {path}")
         atomic_write_text(cards.CARDS, cards.render())
         print(f"wrote {cards.CARDS}")
         return 0
@@ -219,6 +221,7 @@ def cmd_zoo(args: list[str]) -> int:
     for name in args[1:] or sorted(zoo.RECIPES):
         entry = build(name, progress=progress_enabled())
         print(f"built {name}: quality {entry['quality']}, {entry['train_time_s']} s")
+    cards.save_pictures()
     atomic_write_text(cards.CARDS, cards.render())
     return 0
 

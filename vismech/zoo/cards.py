@@ -44,6 +44,22 @@ def render() -> str:
             out.append(f"| training loss per epoch | {', '.join(_fmt(v) for v in entry['epoch_losses'])} |")
         image = DOCS / "img" / f"{name}.png"
         if image.is_file():
-            out += ["", f"![samples of {name}](img/{name}.png)"]
+            out += ["", f"![samples of {name}](img/{name}.png)", "", f"*{recipe.SAMPLES_CAPTION}*"]
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def save_pictures() -> list[Path]:
+    """docs/img/<name>.png for each built recipe that draws samples, from its shipped files (upscaled 4x)."""
+    import torch.nn.functional as F
+    from torchvision.utils import save_image
+
+    manifest, written = read_manifest(), []
+    for name, recipe in RECIPES.items():
+        if name in manifest and hasattr(recipe, "samples"):
+            images, per_row = recipe.samples(recipe.load())
+            path = DOCS / "img" / f"{name}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_image(F.interpolate(images, scale_factor=4, mode="nearest"), str(path), nrow=per_row, padding=2)
+            written.append(path)
+    return written

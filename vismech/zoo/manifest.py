@@ -2,6 +2,7 @@
 training time and measured quality. Weights live in `weights/<name>/`."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 from pathlib import Path
@@ -54,6 +55,10 @@ def shipped_folder(name: str) -> Path:
 
 
 def update_manifest(name: str, entry: dict[str, Any], path: Path = MANIFEST) -> None:
-    manifest = read_manifest(path)
-    manifest[name] = entry
-    atomic_write_json(path, manifest)
+    """Read-modify-write under a lock, so that builds running side by side cannot drop each other's entries."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / ".manifest.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = read_manifest(path)
+        manifest[name] = entry
+        atomic_write_json(path, manifest)

@@ -50,8 +50,10 @@ def seeded_loader(dataset, batch_size: int, seed: int, shuffle: bool = True) -> 
                                        generator=torch.Generator().manual_seed(seed))
 
 
-def adamw_one_cycle(module: L.LightningModule, lr: float, weight_decay: float, steps: int):
-    """`configure_optimizers` value shared by the zoo's classifiers: AdamW under a one-cycle schedule per step."""
+def adamw_one_cycle(module: torch.nn.Module, lr: float, weight_decay: float, steps: int, warmup: float = 0.3):
+    """`configure_optimizers` value shared by the zoo's recipes: AdamW under a one-cycle schedule per step.
+
+    The anneal to ~0 does the smoothing an EMA of the weights would, without a second copy to ship."""
     opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=warmup)
     return [opt], [{"scheduler": sched, "interval": "step"}]

@@ -25,7 +25,7 @@ ARCH = "vit_tiny_patch16_224"  # timm's VisionTransformer; the sizes below repla
 ARCH_KWARGS: dict[str, Any] = dict(img_size=16, patch_size=4, in_chans=3, num_classes=len(CLASSES), embed_dim=64,
                                    depth=6, num_heads=4, mlp_ratio=4.0)
 PRETRAINED_CFG = dict(num_classes=len(CLASSES), input_size=(3, 16, 16), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-RECIPE: dict[str, Any] = dict(data="world train split (50,000 items)", epochs=4, batch_size=128, lr=2e-3,
+RECIPE: dict[str, Any] = dict(data="world train split (50,000 items)", epochs=8, batch_size=128, lr=2e-3,
                               weight_decay=0.05, label_smoothing=0.1, seed=0)
 WEIGHTS_FILE = "model.safetensors"
 
