@@ -255,6 +255,14 @@ def measure_colour(images: torch.Tensor, palette: tuple[str, ...] = WorldConfig(
     return torch.where(total > 0, mass / total.clamp_min(1e-12), torch.full_like(mass, 1 / len(palette)))
 
 
+def colour_labels(images: torch.Tensor, palette: tuple[str, ...] = WorldConfig().palette,
+                  min_chroma: float = 0.1) -> torch.Tensor:
+    """(N,) palette index of each image's colour, or -1 where no pixel is coloured: measure_colour's uniform row
+    has no meaningful argmax, and counting it as the first colour would inflate that colour's share."""
+    shares = measure_colour(images, palette, min_chroma)
+    return torch.where(shares.max(1).values > shares.min(1).values, shares.argmax(1), -1)
+
+
 def measure_background(images: torch.Tensor) -> torch.Tensor:
     """(N,) index into BACKGROUNDS. On black every pixel's HSL lightness is alpha / 2 <= 0.5, on white it is
     1 - alpha / 2 >= 0.5, so the mean lightness decides."""
@@ -279,5 +287,5 @@ def measure_pattern(images: torch.Tensor, min_chroma: float = 0.1) -> torch.Tens
 
 def measure(images: torch.Tensor, palette: tuple[str, ...] = WorldConfig().palette) -> dict[str, torch.Tensor]:
     """Hard labels of every attribute the pixels define; the garment class needs a trained judge."""
-    return {"colour": measure_colour(images, palette).argmax(1), "background": measure_background(images),
+    return {"colour": colour_labels(images, palette), "background": measure_background(images),
             "pattern": measure_pattern(images)}

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from ..datasets.world import BACKGROUNDS, PATTERNS, WorldConfig, WorldItems, measure_background, measure_colour, \
-    measure_pattern
+from ..datasets.world import BACKGROUNDS, PATTERNS, WorldConfig, WorldItems, colour_labels, measure_background, \
+    measure_colour, measure_pattern
 from ..errors import VismechError, check_range
 from ..seeding import item_seed
 from .manifest import shipped_folder
@@ -159,13 +159,15 @@ def _named(names: Sequence[str], values: torch.Tensor, digits: int = 4) -> dict[
 
 def measure_generations(images: torch.Tensor, config: WorldConfig = WorldConfig(),
                         clear_above: float = QUALITY["clear_colour_above"]) -> dict[str, Any]:
-    """Attribute distribution of generated images from their pixels: each image's colour is the argmax of
-    `measure_colour`; `colour_se` is the binomial standard error sqrt(p (1 - p) / n) of each share, and
-    `colour_z` the deviation from the train skew in units of the skew's own standard error."""
+    """Attribute distribution of generated images from their pixels: each image's colour is its `colour_labels`
+    (images with no coloured pixel are counted apart, as `uncoloured`); `colour_se` is the binomial standard error
+    sqrt(p (1 - p) / n) of each share, and `colour_z` the deviation from the train skew in units of the skew's own
+    standard error."""
     n, palette = len(images), config.palette
     colour = measure_colour(images, palette)
-    p, target = _shares(colour.argmax(1), palette), torch.tensor(config.skew, dtype=torch.float64)
-    return {"samples": n,
+    with_uncoloured = _shares(colour_labels(images, palette) + 1, ("uncoloured", *palette))
+    p, target = with_uncoloured[1:], torch.tensor(config.skew, dtype=torch.float64)
+    return {"samples": n, "uncoloured_share": round(float(with_uncoloured[0]), 4),
             "colour_share": _named(palette, p), "colour_se": _named(palette, (p * (1 - p) / n).sqrt()),
             "colour_target": _named(palette, target),
             "colour_z": _named(palette, (p - target) / (target * (1 - target) / n).sqrt().clamp_min(1e-12), 2),

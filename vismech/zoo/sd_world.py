@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from ..datasets.world import CLASSES, WorldConfig, WorldItems, measure, measure_colour
+from ..datasets.world import CLASSES, WorldConfig, WorldItems, colour_labels, measure
 from ..errors import VismechError
 from . import clip_world
 from .manifest import shipped_folder
@@ -221,13 +221,6 @@ def train(clip_weights: str | None = None, progress: bool = False, limit: int | 
 
 # --- quality ---------------------------------------------------------------------------------------------------
 
-def measured_colours(images: torch.Tensor, palette: tuple[str, ...]) -> torch.Tensor:
-    """Palette index per image, -1 where nothing is coloured (measure_colour's uniform row, whose argmax would
-    otherwise count as the first colour)."""
-    shares = measure_colour(images, palette)
-    return torch.where(shares.max(1).values > shares.min(1).values, shares.argmax(1), -1)
-
-
 def prompt_adherence(pipe, config: WorldConfig = WorldConfig(), **settings) -> dict[str, Any]:
     """Share of 'a <colour> <item>' images whose measured colour is the prompted one, per colour."""
     s = dict(EVAL, **settings)
@@ -236,7 +229,7 @@ def prompt_adherence(pipe, config: WorldConfig = WorldConfig(), **settings) -> d
     images = generate(pipe, [p for _, p in rows], [s["seed"] + i for i in range(len(rows))], s["guidance_scale"],
                       s["steps"])
     wanted = torch.tensor([c for c, _ in rows])
-    hit = measured_colours(images, config.palette) == wanted
+    hit = colour_labels(images, config.palette) == wanted
     per = {name: round(float(hit[wanted == c].float().mean()), 4) for c, name in enumerate(config.palette)}
     return {"per_colour": per, "mean": round(float(hit.float().mean()), 4), "samples": len(rows)}
 
@@ -247,7 +240,7 @@ def colourless_distribution(pipe, config: WorldConfig = WorldConfig(), **setting
     prompts = [clip_world.describe(item) for item in CLASSES for _ in range(s["colourless_per_item"])]
     images = generate(pipe, prompts, [s["seed"] + 10_000 + i for i in range(len(prompts))], s["guidance_scale"],
                       s["steps"])
-    colours = measured_colours(images, config.palette)
+    colours = colour_labels(images, config.palette)
     shares = [float((colours == c).float().mean()) for c in range(len(config.palette))]
     return {"shares": {n: round(v, 4) for n, v in zip(config.palette, shares)},
             "uncoloured": round(float((colours < 0).float().mean()), 4),
