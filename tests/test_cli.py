@@ -56,7 +56,7 @@ def test_multirun_sweep_and_cached_findings(workspace):
     ("task=nope", "unknown task 'nope'; known tasks: classifier_ablation"),
     ("model=nope", "unknown model 'nope'; known models: vit_world"),
     ("logger=nope", "unknown logger 'nope'; known loggers: csv, wandb"),
-    ("task.strengths=[0.5,2.0]", "strength of method 'noop' must be in [0, 1], got 2"),
+    ("task.strengths=[0.5,2.0]", "strength of method 'random_neurons' must be in [0, 1], got 2"),
     ("task.strengths=[]", "task.strengths is empty"),
     ("method.config.units_per_layer=999", "units_per_layer=999 exceeds the 256 units of site 'ffn.0'"),
     ("task.foo=3", "bad override: Could not override 'task.foo'. To append to your config use +task.foo=3"),
@@ -66,7 +66,7 @@ def test_multirun_sweep_and_cached_findings(workspace):
     ("seed=1.5", "seed must be an integer, got 1.5"),
 ])
 def test_user_errors_exit_2_with_one_line(workspace, capsys, override, message):
-    extra = ["method=random_neurons"] if "units_per_layer" in override else []
+    extra = ["method=random_neurons"] if "units_per_layer" in override or "strengths=[0.5" in override else []
     assert workspace.run(*extra, override) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("vismech: error: ") and message in err[-1]
@@ -89,9 +89,10 @@ def test_missing_and_corrupt_weights(workspace, capsys, tmp_path):
 def test_list_names_everything_registered(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    for registry in (TASKS, METHODS, MODELS, METRICS):
+    sections = dict(zip(("tasks", "methods", "models", "metrics"), out.split(":\n")[1:]))
+    for section, registry in zip(sections.values(), (TASKS, METHODS, MODELS, METRICS)):
         for entry in registry.entries():
-            line = next(line for line in out.splitlines() if line.strip().startswith(entry.name + " "))
+            line = next(line for line in section.splitlines() if line.strip().startswith(entry.name + " "))
             assert entry.summary in line
     assert "higher is better" in out and "(control)" in out
     assert cli.main(["list", "widgets"]) == 2

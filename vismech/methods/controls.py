@@ -1,6 +1,7 @@
 """Controls every task carries: the no-op method and random selections of the same count."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +24,7 @@ class NoOp(Method):
     name = "noop"
     tasks = (ALL_TASKS,)
     control = True
+    strength_range = (-math.inf, math.inf)  # any finite strength: it runs beside every method's sweep
 
     def fit(self, subject: Subject, data) -> Finding:
         return self.new_finding(subject, task="*")

@@ -21,7 +21,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..cost import Stopwatch
 from ..edit import Edit, HookEdit
 from ..errors import VismechError
 from ..finding import Finding
@@ -405,6 +404,8 @@ def make_probe(subject: Subject, images: Tensor, labels: Tensor, *, m: int, chun
 
 
 def images_to_explain(subject: Subject, data: Any) -> tuple[Tensor, Tensor, Tensor]:
+    if hasattr(data, "tensors"):  # an item set (WorldItems and the like) gives all its items at once
+        data = data.tensors()
     if not isinstance(data, Mapping) or not {"id", "image", "label"} <= set(data):
         raise VismechError(f"task '{TASK}' fits on a mapping with tensors 'id', 'image' and 'label'; got "
                            f"{sorted(data) if isinstance(data, Mapping) else type(data).__name__}")
@@ -472,16 +473,16 @@ class PathMethod(Method):
         ids, images, labels = images_to_explain(subject, data)
         start = subject.cost.snapshot()
         parts: list[dict[str, Tensor]] = []
-        with Stopwatch() as watch:
-            for lo in range(0, ids.shape[0], self.config.batch_size):
-                hi = lo + self.config.batch_size
-                parts.append(self.explain(self.probe(subject, images[lo:hi], labels[lo:hi]), ids[lo:hi]))
+        for lo in range(0, ids.shape[0], self.config.batch_size):
+            hi = lo + self.config.batch_size
+            parts.append(self.explain(self.probe(subject, images[lo:hi], labels[lo:hi]), ids[lo:hi]))
         tensors = {name: torch.cat([p[name].detach().cpu() for p in parts]) for name in parts[0]}
         tensors = {name: self._stored(name, t) for name, t in tensors.items()}
         end = subject.cost.snapshot()
         n = max(ids.shape[0], 1)
         cost = {key: end[key] - start[key] for key in end}
-        meta = {**cost, **{f"{key}_per_image": cost[key] / n for key in cost}, "wall_seconds": watch.seconds,
+        # wall time is cost, not content: it stays out of the finding so equal findings have equal digests
+        meta = {**cost, **{f"{key}_per_image": cost[key] / n for key in cost},
                 "items": int(ids.shape[0]), "layers": len(ffn_modules(subject)), "jas_form": self.config.jas_form}
         return self.new_finding(subject, TASK, tensors={"item_ids": ids, "labels": labels, **tensors}, meta=meta)
 

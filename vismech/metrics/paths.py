@@ -1,0 +1,32 @@
+"""Per-image metrics of the neuron-path task."""
+from __future__ import annotations
+
+from ..registry import METRICS
+from .base import ItemMetric
+
+
+@METRICS.register()
+class JointAttributionScore(ItemMetric):
+    """JAS of the image's path (ref form, m = 20): how much the path carries the true-class probability."""
+
+    name = "jas"
+    direction = "higher"
+    units = "true-class probability (signed, ref form)"
+
+
+@METRICS.register()
+class ProbabilityRatio(ItemMetric):
+    """p_edit(y) / p_base(y) with the path's units scaled by the strength; at removal (0) lower is better."""
+
+    name = "prob_ratio"
+    direction = "lower"
+    units = "ratio of true-class probabilities"
+
+
+@METRICS.register()
+class Top1Change(ItemMetric):
+    """Edited minus unedited top-1 correctness of each image (-1, 0, 1); at removal (0) lower is better."""
+
+    name = "top1_change"
+    direction = "lower"
+    units = "change of the fraction of correct images"
