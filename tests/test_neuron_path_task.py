@@ -31,3 +31,17 @@ def test_neuron_path_task_records(workspace):
 def test_methods_of_other_tasks_are_refused(workspace, capsys, method):
     assert workspace.run("task=neuron_path", f"method={method}") == 2
     assert f"method '{method}' does not support task 'neuron_path'" in capsys.readouterr().err
+
+
+def test_cost_script_counts_passes_and_finds_the_same_paths():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "cost_neuron_path.py"
+    out = subprocess.run([sys.executable, str(script), "--images", "2", "--depth", "3"], capture_output=True,
+                         text=True, timeout=300, check=True).stdout
+    rows = {line[:24].strip(): line[24:].split() for line in out.splitlines() if line[:24].strip()}
+    assert rows["backward passes"][:2] == ["5.000", "12.000"]  # L + 2 and L(L+1)/2 + 2L for L = 3
+    assert rows["forward passes"][:2] == ["6.000", "8.000"]  # 1 + L + 2 and 2L + 2
+    assert "same paths: True" in out
