@@ -49,6 +49,12 @@ def test_multirun_sweep_and_cached_findings(workspace):
     assert [p.stat().st_mtime_ns for p in findings] == stamps
     again = {r["method"]["name"]: r for r in workspace.records()}
     assert again["random_neurons"]["sweep"] == records["random_neurons"]["sweep"]
+    # a reused finding still reports what it cost to make
+    for name in ("noop", "random_neurons"):
+        first, second = records[name]["cost"], again[name]["cost"]
+        assert (first["fit_reused"], second["fit_reused"]) == (False, True)
+        for key in ("forward_passes", "backward_passes", "fit_forward_passes", "fit_time_s"):
+            assert first[key] == second[key], (name, key)
 
 
 @pytest.mark.parametrize("override, message", [

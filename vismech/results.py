@@ -81,8 +81,14 @@ class Seeds(_Strict):
 
 
 class Cost(_Strict):
+    """What the result cost. Passes count the fit too, as recorded when the finding was made, also when this run
+    loaded the finding from the store (`fit_reused`); `wall_time_s` is this run's own time."""
+
     wall_time_s: float = Field(ge=0)
     fit_time_s: float = Field(ge=0)
+    fit_reused: bool
+    fit_forward_passes: int = Field(ge=0)
+    fit_backward_passes: int = Field(ge=0)
     forward_passes: int = Field(ge=0)
     forward_rows: int = Field(ge=0)
     backward_passes: int = Field(ge=0)

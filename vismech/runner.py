@@ -64,8 +64,16 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
     store = Store(cfg.paths.cache_dir)
     key = finding_key(subject.weights_digest, method.name, getattr(method, "version", "1"), method.config_dict(),
                       method.seed, fit_data.digest())
-    with Stopwatch() as fit_clock:
-        finding, _ = store.finding(key, lambda: method.fit(subject, fit_data))
+
+    def fit() -> tuple:
+        before = subject.cost.snapshot()
+        with Stopwatch() as clock:
+            finding = method.fit(subject, fit_data)
+        after = subject.cost.snapshot()
+        return finding, {**{k: after[k] - before[k] for k in after}, "seconds": clock.seconds}
+
+    finding, fit_cost, fit_reused = store.finding(key, fit)
+    eval_start = subject.cost.snapshot()
 
     bench = task(subject, method, finding, strengths, run_seed=seed)
     loader = DataLoader(items, batch_size=task_cfg.batch_size, shuffle=False)
@@ -92,9 +100,8 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
         sweep=[SweepPoint(strength=s, metrics={n: MetricResult(**m) for n, m in summary.items()})
                for s, summary in zip(strengths, bench.summaries)],
         headline=Headline(strength=bench.headline_strength(), rule=task.headline_rule),
-        cost=Cost(wall_time_s=time.perf_counter() - started, fit_time_s=fit_clock.seconds,
-                  **subject.cost.snapshot(), peak_memory_mb=peak_memory_mb(bench.device),
-                  device=_device_name(bench.device), world_size=trainer.world_size),
+        cost=_cost(time.perf_counter() - started, fit_cost, fit_reused, eval_start, subject.cost.snapshot(),
+                   bench.device, trainer.world_size),
         provenance=provenance(),
         config={k: v for k, v in resolved.items() if k not in ("paths", "logger")},
     )
@@ -103,6 +110,15 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
     if cfg.paths.get("leaderboard"):
         leaderboard.write(cfg.paths.results_dir, cfg.paths.leaderboard)
     return RunOutcome(record, path)
+
+
+def _cost(wall: float, fit: dict, fit_reused: bool, eval_start: dict, eval_end: dict, device: torch.device,
+          world_size: int) -> Cost:
+    """Passes this result needed: the evaluation's, plus the fit's as recorded when the finding was made."""
+    passes = {k: eval_end[k] - eval_start[k] + fit[k] for k in eval_end}
+    return Cost(wall_time_s=wall, fit_time_s=fit["seconds"], fit_reused=fit_reused,
+                fit_forward_passes=fit["forward_passes"], fit_backward_passes=fit["backward_passes"], **passes,
+                peak_memory_mb=peak_memory_mb(device), device=_device_name(device), world_size=world_size)
 
 
 def _device_name(device: torch.device) -> str:

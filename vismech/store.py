@@ -9,6 +9,9 @@ from typing import Any
 
 from . import __version__
 from .finding import META_FILE, Finding
+from .io import atomic_write_json
+
+COST_FILE = "fit_cost.json"
 
 
 def content_key(**parts: Any) -> str:
@@ -22,14 +25,20 @@ class Store:
     def finding_path(self, key: str) -> Path:
         return self.root / "findings" / key[:2] / key
 
-    def finding(self, key: str, produce: Callable[[], Finding]) -> tuple[Finding, bool]:
-        """Load the finding stored under `key`, or produce and store it. Returns (finding, was_cached)."""
+    def finding(self, key: str, produce: Callable[[], tuple[Finding, dict[str, Any]]]
+                ) -> tuple[Finding, dict[str, Any], bool]:
+        """Load the finding stored under `key` with the cost of making it, or produce and store both.
+
+        `produce` returns (finding, cost). Returns (finding, cost, was_cached): a result that reuses a finding still
+        reports what the finding cost. A folder without its cost file (a run killed between the two writes) is
+        made again."""
         path = self.finding_path(key)
-        if (path / META_FILE).is_file():
-            return Finding.load(path), True
-        finding = produce()
+        if (path / META_FILE).is_file() and (path / COST_FILE).is_file():
+            return Finding.load(path), json.loads((path / COST_FILE).read_text()), True
+        finding, cost = produce()
         finding.save(path)
-        return finding, False
+        atomic_write_json(path / COST_FILE, cost)
+        return finding, cost, False
 
 
 def finding_key(subject_digest: str, method_name: str, method_version: str, config: dict, seed: int,
