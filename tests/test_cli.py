@@ -68,12 +68,14 @@ def test_multirun_sweep_and_cached_findings(workspace):
     ("task.foo=3", "bad override: Could not override 'task.foo'. To append to your config use +task.foo=3"),
     ("task.limit=abc", "config key 'limit' of task 'classifier_ablation' must be int | None, got 'abc'"),
     ("task.batch_size=0", "task.batch_size must be >= 1, got 0"),
+    ("task.limit=0", "task.limit must be >= 1 or null, got 0"),
+    ("task=neuron_path task.limit=0", "task.limit must be >= 1 or null, got 0"),
     ("task.strengths=[0,0.5", "bad override: no viable alternative at input '[0,0.5'"),
     ("seed=1.5", "seed must be an integer, got 1.5"),
 ])
 def test_user_errors_exit_2_with_one_line(workspace, capsys, override, message):
     extra = ["method=random_neurons"] if "units_per_layer" in override or "strengths=[0.5" in override else []
-    assert workspace.run(*extra, override) == 2
+    assert workspace.run(*extra, *override.split()) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("vismech: error: ") and message in err[-1]
     assert not workspace.results.exists()

@@ -23,8 +23,11 @@ class TaskConfig:
     name: str
     batch_size: int = 64
     strengths: list[float] = field(default_factory=lambda: [1.0])
+    limit: int | None = None  # keep the first N items by id; tasks set their own default
 
     def validate(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise VismechError(f"task.limit must be >= 1 or null, got {self.limit}")
         if self.batch_size < 1:
             raise VismechError(f"task.batch_size must be >= 1, got {self.batch_size}")
         if not self.strengths:

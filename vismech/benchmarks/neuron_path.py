@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import torch
 
 from ..datasets.world import WorldItems
-from ..errors import VismechError
 from ..methods.neuron_path import select_items
 from ..registry import TASKS
 from .base import Benchmark, TaskConfig
@@ -19,11 +18,6 @@ from .base import Benchmark, TaskConfig
 @dataclass
 class NeuronPathConfig(TaskConfig):
     limit: int | None = 64  # the first N test images by id
-
-    def validate(self) -> None:
-        super().validate()
-        if self.limit is not None and self.limit < 1:
-            raise VismechError(f"task.limit must be >= 1 or null, got {self.limit}")
 
 
 @TASKS.register()
