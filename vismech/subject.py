@@ -111,3 +111,36 @@ def vit_ffn_sites(model: nn.Module) -> list[Site]:
         for fc in ("fc1", "fc2"):
             sites.append(Site(f"ffn.{i}.{fc}", f"blocks.{i}.mlp.{fc}", "weight", "weight", f"block {i} FFN {fc} weight"))
     return sites
+
+
+class DiffusionSubject(Subject):
+    """A diffusion model: `model` is the UNet (sites, hooks and the cost meter count UNet evaluations), with its
+    noise schedule. A text-conditional subject also holds its diffusers pipeline (text encoder, tokenizer, VAE);
+    an unconditional one has `pipeline = None` and samples in pixel space."""
+
+    def __init__(self, id: str, unet: nn.Module, scheduler, sites: list[Site], *, pipeline=None, image_size: int,
+                 **kwargs):
+        super().__init__(id, unet, sites, **kwargs)
+        self.scheduler, self.pipeline, self.image_size = scheduler, pipeline, image_size
+
+    @property
+    def unet(self) -> nn.Module:
+        return self.model
+
+    @property
+    def conditional(self) -> bool:
+        return self.pipeline is not None
+
+
+def unet_sites(unet: nn.Module) -> list[Site]:
+    """Sites of a diffusers UNet: `h`, the mid block's output (DiffLens's h-space), and every transformer block's
+    feed-forward weights (CAD's components) as `ff.<block path>.in` (GEGLU projection) and `.out`."""
+    sites = [Site("h", "mid_block", "activation", description="UNet mid-block output (h-space)",
+                  width=getattr(unet.config, "block_out_channels", [None])[-1])]
+    for name, module in unet.named_modules():
+        if name.endswith(".ff"):
+            block = name[: -len(".ff")]
+            sites.append(Site(f"ff.{block}.in", f"{name}.net.0.proj", "weight", "weight",
+                              f"{block} feed-forward input projection (GEGLU)"))
+            sites.append(Site(f"ff.{block}.out", f"{name}.net.2", "weight", "weight", f"{block} feed-forward output"))
+    return sites

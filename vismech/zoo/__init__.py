@@ -11,3 +11,5 @@ from . import clip_world, ddpm_world, judge_world, sd_world, vit_world
 RECIPES = {m.NAME: m for m in (judge_world, vit_world, clip_world, ddpm_world, sd_world)}
 
 MODELS.add(vit_world.NAME, vit_world.load, summary=vit_world.SUMMARY)
+MODELS.add(ddpm_world.NAME, ddpm_world.subject, summary=ddpm_world.SUMMARY)
+MODELS.add(sd_world.NAME, sd_world.subject, summary=sd_world.SUMMARY)

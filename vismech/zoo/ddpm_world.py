@@ -23,6 +23,7 @@ from ..datasets.world import BACKGROUNDS, PATTERNS, WorldConfig, WorldItems, col
     measure_colour, measure_pattern
 from ..errors import VismechError, check_range
 from ..seeding import item_seed
+from ..subject import DiffusionSubject, unet_sites
 from .manifest import shipped_folder
 from .recipe import adamw_one_cycle, fit, seeded_loader
 
@@ -86,6 +87,13 @@ def load(weights: str | None = None) -> DDPMWorld:
     # safetensors only: pickle checkpoints are refused; without `accelerate` the low-memory path only warns
     unet = _pretrained(UNet2DModel, folder, "unet", use_safetensors=True, low_cpu_mem_usage=False)
     return DDPMWorld(unet.eval(), _pretrained(DDIMScheduler, folder, "scheduler"))
+
+
+def subject(weights: str | None = None) -> DiffusionSubject:
+    """The model as a benchmark subject: the UNet with site `h` (its mid block) and its DDIM schedule."""
+    model = load(weights)
+    return DiffusionSubject(NAME, model.unet, model.scheduler, unet_sites(model.unet),
+                            image_size=model.unet.config.sample_size, source=str(weights or shipped_folder(NAME)))
 
 
 def save(unet, schedule, out: Path) -> None:

@@ -25,6 +25,7 @@ from torch.utils.data import TensorDataset
 
 from ..datasets.world import CLASSES, WorldConfig, WorldItems, colour_labels, measure
 from ..errors import VismechError
+from ..subject import DiffusionSubject, unet_sites
 from . import clip_world
 from .manifest import shipped_folder
 from .recipe import adamw_one_cycle, fit, seeded_loader
@@ -90,6 +91,13 @@ def load(weights: str | None = None):
                                                    requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def subject(weights: str | None = None) -> DiffusionSubject:
+    """The pipeline as a benchmark subject: its UNet (site `h`, the feed-forward weight sites) and DDIM schedule."""
+    pipe = load(weights)
+    return DiffusionSubject(NAME, pipe.unet, pipe.scheduler, unet_sites(pipe.unet), pipeline=pipe, image_size=SIZE,
+                            source=str(weights or shipped_folder(NAME)))
 
 
 def save(pipe, out: Path) -> None:
