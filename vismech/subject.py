@@ -85,12 +85,18 @@ class Subject:
 
 
 class ClassifierSubject(Subject):
-    """An image classifier: `logits(images)` takes images in [0, 1] and applies the model's own preprocessing."""
+    """An image classifier: `logits(images)` takes images in [0, 1] and applies the model's own preprocessing.
+
+    Preprocessing is split in two because attribution baselines live in the model's input space: `input_transform`
+    turns a file's PIL image into an `input_shape` tensor in [0, 1] (the model's own resize and crop), and
+    `preprocess` maps that tensor to the model's input (normalisation), inside `logits`.
+    """
 
     def __init__(self, id: str, model: nn.Module, sites: list[Site], *, preprocess: Callable[[torch.Tensor], torch.Tensor],
-                 num_classes: int, input_shape: tuple[int, ...], **kwargs):
+                 num_classes: int, input_shape: tuple[int, ...], input_transform: Callable | None = None, **kwargs):
         super().__init__(id, model, sites, **kwargs)
         self.preprocess, self.num_classes, self.input_shape = preprocess, num_classes, tuple(input_shape)
+        self.input_transform = input_transform
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         if tuple(images.shape[1:]) != self.input_shape:
