@@ -23,6 +23,14 @@ def world_batch():
     return data["id"], data["image"], data["label"]
 
 
+@pytest.fixture()
+def few_images():
+    """Four test images as a mapping of tensors: what the neuron-path methods fit on."""
+    from vismech.datasets.world import WorldItems
+
+    return WorldItems("test", limit=4).tensors()
+
+
 class Workspace:
     """A run folder layout in a temporary directory, and in-process calls of the CLI against it."""
 

@@ -18,39 +18,35 @@ def test_default_run_produces_a_valid_record_matching_a_direct_computation(works
     assert workspace.run() == 0
     [path] = list(workspace.results.rglob("*.json"))
     record = load_record(path)
-    assert (record.task, record.method.name, record.subject.id) == ("classifier_ablation", "noop", "vit_world")
+    assert (record.task, record.method.name, record.subject.id) == ("neuron_path", "noop", "vit_world")
     from vismech.datasets.world import WorldItems
 
-    data = WorldItems("test", limit=1000).tensors()
-    ids, images, labels = data["id"], data["image"], data["label"]
-    with torch.no_grad():
-        accuracy = (vit_subject.logits(images).argmax(-1) == labels).double().mean().item()
-    for point in record.sweep:
-        assert point.metrics["accuracy"].value == pytest.approx(accuracy, abs=1e-12)
-        assert point.metrics["true_class_prob_drop"].value == 0.0  # the no-op edit is exact
-        assert point.metrics["accuracy"].item_ids == ids.tolist()
-    assert record.cost.forward_passes == 16 * 4  # 16 batches of 64 x (unedited + 3 strengths)
+    ids = WorldItems("test", limit=64).ids
+    for point in record.sweep:  # the no-op finds no path and its edit is exact
+        assert point.metrics["prob_ratio"].item_values == [1.0] * 64
+        assert point.metrics["jas"].value == point.metrics["top1_change"].value == 0.0
+        assert point.metrics["prob_ratio"].item_ids == ids
+    assert record.cost.forward_passes == 2 * 3  # 2 batches of 32 x (unedited + 2 strengths)
     assert record.provenance.libraries["torch"].startswith("2.13.0")
     assert "`noop` (control)" in workspace.leaderboard.read_text()
     assert (Path(workspace.root) / "runs").is_dir()
 
 
 def test_multirun_sweep_and_cached_findings(workspace):
-    sweep = ["-m", "method=noop,random_neurons", "task.limit=40", f"hydra.sweep.dir={workspace.root / 'sweep'}"]
+    sweep = ["-m", "method=noop,random_path", "task.limit=8", f"hydra.sweep.dir={workspace.root / 'sweep'}"]
     assert workspace.run(*sweep) == 0
     records = {r["method"]["name"]: r for r in workspace.records()}
-    assert set(records) == {"noop", "random_neurons"}
-    drop = records["random_neurons"]["sweep"][-1]["metrics"]["true_class_prob_drop"]["value"]
-    assert drop != 0.0
+    assert set(records) == {"noop", "random_path"}
+    assert records["random_path"]["sweep"][0]["metrics"]["prob_ratio"]["value"] != 1.0
     findings = sorted((workspace.root / "cache" / "findings").rglob("finding.json"))
     assert len(findings) == 2
     stamps = [p.stat().st_mtime_ns for p in findings]
     assert workspace.run(*sweep) == 0  # the second run loads the findings instead of refitting
     assert [p.stat().st_mtime_ns for p in findings] == stamps
     again = {r["method"]["name"]: r for r in workspace.records()}
-    assert again["random_neurons"]["sweep"] == records["random_neurons"]["sweep"]
+    assert again["random_path"]["sweep"] == records["random_path"]["sweep"]
     # a reused finding still reports what it cost to make
-    for name in ("noop", "random_neurons"):
+    for name in ("noop", "random_path"):
         first, second = records[name]["cost"], again[name]["cost"]
         assert (first["fit_reused"], second["fit_reused"]) == (False, True)
         for key in ("forward_passes", "backward_passes", "fit_forward_passes", "fit_time_s"):
@@ -59,14 +55,17 @@ def test_multirun_sweep_and_cached_findings(workspace):
 
 @pytest.mark.parametrize("override, message", [
     ("method=nope", "unknown method 'nope'; known methods: " + ", ".join(METHODS.names())),
-    ("task=nope", "unknown task 'nope'; known tasks: classifier_ablation"),
-    ("model=nope", "unknown model 'nope'; known models: vit_world"),
+    ("task=nope", "unknown task 'nope'; known tasks: neuron_path, pruning"),
+    ("model=nope", "unknown model 'nope'; known models: mae_b16, vit_b16, vit_b32, vit_l32, vit_world"),
     ("logger=nope", "unknown logger 'nope'; known loggers: csv, wandb"),
-    ("task.strengths=[0.5,2.0]", "strength of method 'random_neurons' must be in [0, 1], got 2"),
+    ("task.strengths=[0.5,2.5]", "strength of method 'random_path' must be in [0, 2], got 2.5"),
     ("task.strengths=[]", "task.strengths is empty"),
-    ("method.config.units_per_layer=999", "units_per_layer=999 exceeds the 256 units of site 'ffn.0'"),
+    ("method.config.draws=0", "draws must be >= 1, got 0"),
+    ("model=vit_b16 model.params.weights=/nowhere/vit.safetensors",
+     "weights file '/nowhere/vit.safetensors' does not exist; expected a .safetensors file"),
+    ("task=pruning task.fit_per_class=0", "task.fit_per_class must be >= 1, got 0"),
     ("task.foo=3", "bad override: Could not override 'task.foo'. To append to your config use +task.foo=3"),
-    ("task.limit=abc", "config key 'limit' of task 'classifier_ablation' must be int | None, got 'abc'"),
+    ("task.limit=abc", "config key 'limit' of task 'neuron_path' must be int | None, got 'abc'"),
     ("task.batch_size=0", "task.batch_size must be >= 1, got 0"),
     ("task.limit=0", "task.limit must be >= 1 or null, got 0"),
     ("task=neuron_path task.limit=0", "task.limit must be >= 1 or null, got 0"),
@@ -74,7 +73,7 @@ def test_multirun_sweep_and_cached_findings(workspace):
     ("seed=1.5", "seed must be an integer, got 1.5"),
 ])
 def test_user_errors_exit_2_with_one_line(workspace, capsys, override, message):
-    extra = ["method=random_neurons"] if "units_per_layer" in override or "strengths=[0.5" in override else []
+    extra = ["method=random_path"] if "draws" in override or "strengths=[0.5" in override else []
     assert workspace.run(*extra, *override.split()) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("vismech: error: ") and message in err[-1]

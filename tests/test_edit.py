@@ -18,12 +18,12 @@ def _same_state(a, b):
 
 
 @torch.no_grad()
-def test_identity_edits_are_bit_identical(vit_subject, world_batch):
-    _, images, _ = world_batch
+def test_identity_edits_are_bit_identical(vit_subject, few_images):
+    images = few_images["image"]
     base = vit_subject.logits(images)
-    random = build_method("random_neurons", {"units_per_layer": 16}, seed=3)
-    finding = random.fit(vit_subject, None)
-    with random.edit(vit_subject, finding, 0.0):
+    random = build_method("random_path", {"draws": 1, "top_k": 16}, seed=3)
+    finding = random.fit(vit_subject, few_images)
+    with random.edit(vit_subject, finding, 1.0):  # strength 1 scales the path units by 1
         assert torch.equal(vit_subject.logits(images), base)
     noop = build_method("noop")
     with noop.edit(vit_subject, noop.fit(vit_subject, None), 1.0):
@@ -31,12 +31,12 @@ def test_identity_edits_are_bit_identical(vit_subject, world_batch):
 
 
 @torch.no_grad()
-def test_hook_edit_changes_outputs_then_comes_off(vit_subject, world_batch):
-    _, images, _ = world_batch
+def test_hook_edit_changes_outputs_then_comes_off(vit_subject, few_images):
+    images = few_images["image"]
     before, base = _state(vit_subject), vit_subject.logits(images)
-    random = build_method("random_neurons", {"units_per_layer": 128}, seed=0)
-    finding = random.fit(vit_subject, None)
-    with random.edit(vit_subject, finding, 1.0):
+    random = build_method("random_path", {"draws": 1, "top_k": 128}, seed=0)
+    finding = random.fit(vit_subject, few_images)
+    with random.edit(vit_subject, finding, 0.0):
         edited = vit_subject.logits(images)
     assert not torch.allclose(edited, base)
     assert torch.equal(vit_subject.logits(images), base)

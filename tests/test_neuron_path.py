@@ -375,7 +375,7 @@ def test_random_paths_are_keyed_by_seed_and_item(vit_subject, world32):
 
 def test_registered_with_typed_configs():
     for name in ("neuron_path", "activation_path", "influence_pattern", "knowledge_neurons", "random_path"):
-        assert METHODS.get(name).tasks == ("neuron_path",)
+        assert METHODS.get(name).tasks == ("neuron_path", "pruning")
     assert METHODS.get("random_path").control
 
 

@@ -27,10 +27,14 @@ def test_neuron_path_task_records(workspace):
     assert records["neuron_path"]["cost"]["backward_passes"] == 6 + 2  # L + 2 for one batch of 8 images
 
 
-@pytest.mark.parametrize("method", ["random_neurons"])
-def test_methods_of_other_tasks_are_refused(workspace, capsys, method):
-    assert workspace.run("task=neuron_path", f"method={method}") == 2
-    assert f"method '{method}' does not support task 'neuron_path'" in capsys.readouterr().err
+def test_methods_of_other_tasks_are_refused(workspace, capsys):
+    from vismech.registry import METHODS
+
+    other = [e.name for e in METHODS.entries() if e.obj.tasks != ("*",) and "neuron_path" not in e.obj.tasks]
+    assert other, "every task has methods of its own"
+    for method in other:
+        assert workspace.run("task=neuron_path", f"method={method}") == 2
+        assert f"method '{method}' does not support task 'neuron_path'" in capsys.readouterr().err
 
 
 def test_cost_script_counts_passes_and_finds_the_same_paths():
@@ -45,3 +49,33 @@ def test_cost_script_counts_passes_and_finds_the_same_paths():
     assert rows["backward passes"][:2] == ["5.000", "12.000"]  # L + 2 and L(L+1)/2 + 2L for L = 3
     assert rows["forward passes"][:2] == ["6.000", "8.000"]  # 1 + L + 2 and 2L + 2
     assert "same paths: True" in out
+
+
+def test_paper_track_run_on_a_tiny_vit_and_an_image_folder(workspace, tmp_path, capsys):
+    """The paper-track path end to end: timm_vit through `timm.create_model` with a weights file, an ImageNet-style
+    folder read with the model's own preprocessing, a paper-track record on its own leaderboard table."""
+    import numpy as np
+    import timm
+    import torch
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    sizes = {"embed_dim": 32, "depth": 2, "num_heads": 2, "mlp_ratio": 2, "img_size": 32, "num_classes": 3}
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        save_file(timm.create_model("vit_base_patch16_224", **sizes).state_dict(), tmp_path / "vit.safetensors")
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        (tmp_path / "val" / f"n0{c}").mkdir(parents=True)
+        for j in range(3):
+            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "val" / f"n0{c}" / f"{j}.png")
+    model = ["model=vit_b16", "model.params.arch=vit_base_patch16_224", f"model.params.weights={tmp_path / 'vit.safetensors'}",
+             "+model.params.model_args={" + ",".join(f"{k}:{v}" for k, v in sizes.items()) + "}"]
+    assert workspace.run(*model) == 2  # a paper-track model has no mini-world images
+    assert "task.images=/path/to/imagenet/val" in capsys.readouterr().err
+    assert workspace.run(*model, "method=neuron_path", f"task.images={tmp_path / 'val'}") == 0
+    [record] = workspace.records()
+    assert (record["subject"]["track"], record["subject"]["id"], record["items"]["size"]) == ("paper", "vit_b16", 9)
+    assert record["items"]["name"] == "imagenet-folder:val[:64]"
+    assert record["cost"]["fit_backward_passes"] == 2 + 2  # L + 2 for one batch, L = 2
+    assert "## paper · neuron_path · vit_b16" in workspace.leaderboard.read_text()

@@ -17,31 +17,35 @@ from dataclasses import dataclass
 import torch
 
 from vismech.method import Method, MethodConfig
-from vismech.methods.neurons import PREFIX, scale_units_edit, units_of
+from vismech.methods.neuron_path import jas_of_paths, path_edit
 
 
 @dataclass
 class Config(MethodConfig):
-    units_per_layer: int = 4
+    top_k: int = 1
 
 
 class LargestOutputWeights(Method):
-    """Units whose fc2 output weights have the largest norm (plugin example)."""
+    """Per layer, the units whose fc2 output weights have the largest norm, for every image (plugin example)."""
 
     name = "largest_output_weights"
-    tasks = ("classifier_ablation",)
+    tasks = ("neuron_path",)
     Config = Config
+    strength_range = (0.0, 2.0)
+    identity_strength = 1.0
 
     def fit(self, subject, data):
-        tensors = {}
-        for site in subject.sites_of("ffn."):
-            if site.kind == "activation":
-                norms = subject.parameter(site.name + ".fc2").norm(dim=0)
-                tensors[PREFIX + site.name] = norms.topk(self.config.units_per_layer).indices.sort().values
-        return self.new_finding(subject, "classifier_ablation", tensors=tensors)
+        data = data.tensors()
+        layers = [s.name for s in subject.sites_of("ffn.") if s.kind == "activation"]
+        units = torch.stack([subject.parameter(site + ".fc2").norm(dim=0).topk(self.config.top_k).indices
+                             for site in layers])  # (L, K)
+        paths = units.expand(len(data["id"]), *units.shape).clone()
+        jas = jas_of_paths(subject, data, paths)
+        return self.new_finding(subject, "neuron_path", tensors={
+            "item_ids": data["id"], "labels": data["label"], "paths": paths, "jas_ref": jas["ref"]})
 
     def edit(self, subject, finding, strength):
-        return scale_units_edit(subject, units_of(finding), 1.0 - self.check_strength(strength))
+        return path_edit(subject, finding.tensors["paths"], self.check_strength(strength))
 '''
 
 
@@ -76,11 +80,11 @@ def test_plugin_method_is_found_and_runs(installed_plugin, workspace, capsys):
     assert cli.main(["list", "methods"]) == 0
     assert "largest_output_weights" in capsys.readouterr().out
     # no yaml in configs/method: the run takes the config from the method's typed Config
-    assert workspace.run("method=largest_output_weights", "method.config.units_per_layer=16", "task.limit=64") == 0
+    assert workspace.run("method=largest_output_weights", "method.config.top_k=16", "task.limit=8") == 0
     [path] = list(workspace.results.rglob("*.json"))
     record = load_record(path)
-    assert record.method.source == "vismech-demo-plugin" and record.method.config == {"units_per_layer": 16}
-    assert record.headline_point().metrics["true_class_prob_drop"].value != 0.0  # the plugin edit acted
+    assert record.method.source == "vismech-demo-plugin" and record.method.config == {"top_k": 16}
+    assert record.headline_point().metrics["prob_ratio"].value != 1.0  # the plugin edit acted
     assert "from `vismech-demo-plugin`" in workspace.leaderboard.read_text()
 
 

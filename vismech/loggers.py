@@ -1,6 +1,7 @@
 """Logger factories used by configs/logger/*.yaml."""
 from __future__ import annotations
 
+import io
 import netrc
 import os
 from pathlib import Path
@@ -33,3 +34,31 @@ def close(loggers: list, record_path=None) -> None:
             if record_path is not None:
                 lg.experiment.save(str(record_path), base_path=str(Path(record_path).parent), policy="now")
             lg.experiment.finish()
+
+
+def save_artifacts(artifacts: dict, folder: Path, loggers: list) -> list[Path]:
+    """Figures as PNG and tables as JSON in the run folder (atomically), and both to W&B when it is on.
+
+    Figures are `matplotlib.figure.Figure` objects made without pyplot, so no global figure state is kept."""
+    from lightning.pytorch.loggers import WandbLogger
+    from matplotlib.figure import Figure
+
+    from .io import atomic_write_bytes, atomic_write_json
+
+    written = []
+    wandb = [lg for lg in loggers if isinstance(lg, WandbLogger)]
+    for stem, item in artifacts.items():
+        if isinstance(item, Figure):
+            buffer = io.BytesIO()
+            item.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+            path = Path(folder) / f"{stem}.png"
+            atomic_write_bytes(path, buffer.getvalue())
+            for lg in wandb:
+                lg.log_image(key=stem, images=[str(path)])
+        else:
+            path = Path(folder) / f"{stem}.json"
+            atomic_write_json(path, item)
+            for lg in wandb:
+                lg.experiment.save(str(path), base_path=str(folder), policy="now")
+        written.append(path)
+    return written

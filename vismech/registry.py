@@ -108,5 +108,5 @@ class Registry(Generic[T]):
 
 TASKS: Registry = Registry("task", ("vismech.benchmarks",))
 METHODS: Registry = Registry("method", ("vismech.methods",), entry_point_group="vismech.methods")
-MODELS: Registry = Registry("model", ("vismech.zoo",))
+MODELS: Registry = Registry("model", ("vismech.zoo", "vismech.models"))
 METRICS: Registry = Registry("metric", ("vismech.metrics",))

@@ -19,7 +19,7 @@ from . import leaderboard
 from .cost import Stopwatch, peak_memory_mb
 from .config import typed_config
 from .errors import VismechError
-from .loggers import close as close_loggers
+from .loggers import close as close_loggers, save_artifacts
 from .method import build_method
 from .registry import METHODS, MODELS, TASKS
 from .results import (Cost, Headline, ItemSet, MethodInfo, MetricResult, ResultRecord, Seeds,
@@ -57,10 +57,11 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
         raise VismechError(f"seed must be an integer, got {seed!r}")
     task_cfg = typed_config(task.Config, _plain(cfg.task), f"task '{task.name}'")
     method = build_method(cfg.method.name, _plain(cfg.method.get("config")), seed=seed, task=task.name)
-    strengths = [method.check_strength(s) for s in task_cfg.strengths]
+    strengths = [task.check_strength(method, s) for s in task_cfg.strengths]
     subject = load_subject(**_plain(cfg.model.get("params")))
-    items, fit_data = task.make_items(task_cfg), task.make_fit_data(task_cfg)
+    items, fit_data = task.make_items(task_cfg, subject), task.make_fit_data(task_cfg, subject)
 
+    subject.model.to(_fit_device(cfg))  # fitting runs before Lightning places the model, on the run's accelerator
     store = Store(cfg.paths.cache_dir)
     key = finding_key(subject.weights_digest, method.name, getattr(method, "version", "1"), method.config_dict(),
                       method.seed, fit_data.digest())
@@ -75,7 +76,7 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
     finding, fit_cost, fit_reused = store.finding(key, fit)
     eval_start = subject.cost.snapshot()
 
-    bench = task(subject, method, finding, strengths, run_seed=seed)
+    bench = task(subject, method, finding, strengths, run_seed=seed, task_cfg=task_cfg)
     loader = DataLoader(items, batch_size=task_cfg.batch_size, shuffle=False)
     loggers = _loggers(cfg)
     trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=loggers or False,
@@ -106,10 +107,24 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
         config={k: v for k, v in resolved.items() if k not in ("paths", "logger")},
     )
     path = write_record(record, cfg.paths.results_dir)
+    save_artifacts(bench.artifacts(), _run_dir(cfg), loggers)
     close_loggers(loggers, path)
     if cfg.paths.get("leaderboard"):
         leaderboard.write(cfg.paths.results_dir, cfg.paths.leaderboard)
     return RunOutcome(record, path)
+
+
+def _fit_device(cfg: DictConfig) -> torch.device:
+    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _run_dir(cfg: DictConfig) -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path(cfg.paths.runs_dir)
 
 
 def _cost(wall: float, fit: dict, fit_reused: bool, eval_start: dict, eval_end: dict, device: torch.device,

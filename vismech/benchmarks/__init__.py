@@ -1,6 +1,6 @@
 """One LightningModule per task."""
 from .base import Benchmark
-from .classifier_ablation import ClassifierAblation
 from .neuron_path import NeuronPathBenchmark
+from .pruning import PruningBenchmark
 
-__all__ = ["Benchmark", "ClassifierAblation", "NeuronPathBenchmark"]
+__all__ = ["Benchmark", "NeuronPathBenchmark", "PruningBenchmark"]

@@ -45,8 +45,10 @@ class Benchmark(L.LightningModule):
     headline_rule: ClassVar[str]
     Config: ClassVar[type[TaskConfig]] = TaskConfig
 
-    def __init__(self, subject: Subject, method: Method, finding: Finding, strengths: list[float], run_seed: int):
+    def __init__(self, subject: Subject, method: Method, finding: Finding, strengths: list[float], run_seed: int,
+                 task_cfg: TaskConfig | None = None):
         super().__init__()
+        self.task_cfg = task_cfg
         self.subject, self.method, self.finding = subject, method, finding
         self.model = subject.model  # registered so that Lightning moves it to the run's device
         self.strengths, self.run_seed = list(strengths), run_seed
@@ -70,9 +72,19 @@ class Benchmark(L.LightningModule):
         return max(self.strengths)
 
     @classmethod
-    def make_items(cls, task_cfg: TaskConfig) -> Dataset:
+    def check_strength(cls, method: Method, strength: float) -> float:
+        """A sweep point is the method's edit strength unless the task gives the sweep its own meaning."""
+        return method.check_strength(strength)
+
+    @classmethod
+    def make_items(cls, task_cfg: TaskConfig, subject: Subject) -> Dataset:
         raise NotImplementedError
 
     @classmethod
-    def make_fit_data(cls, task_cfg: TaskConfig) -> Any:
+    def make_fit_data(cls, task_cfg: TaskConfig, subject: Subject) -> Any:
         raise NotImplementedError
+
+    def artifacts(self) -> dict[str, Any]:
+        """Pictures (matplotlib figures) and tables (JSON-able dicts) saved with the run, by file stem; called on
+        rank zero after the test epoch."""
+        return {}

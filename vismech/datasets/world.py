@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .selection import describe_per_class, per_class_slice
 from ..errors import VismechError
 
 SOURCE_DIR = "/usr/share/datasets/fashion-mnist"
@@ -182,14 +183,18 @@ class WorldItems(Dataset):
     BACKGROUNDS, pattern into PATTERNS; caption is `caption(id)`.
     """
 
-    def __init__(self, split: str = "test", config: WorldConfig = WorldConfig(), limit: int | None = None):
+    def __init__(self, split: str = "test", config: WorldConfig = WorldConfig(), limit: int | None = None,
+                 per_class: tuple[int, int | None] | None = None):
         ids = split_ids(split)
+        if per_class is not None:
+            ids = per_class_slice(ids, _table(config)["label"][ids], per_class)
         if limit is not None:
             if limit < 1:
                 raise VismechError(f"item limit must be >= 1, got {limit}")
             ids = ids[:limit]
         self.split, self.config, self.ids = split, config, ids
-        self.name = f"fashion-world-s{config.seed}-{config.size}px/{split}" + (f"[:{limit}]" if limit else "")
+        self.name = (f"fashion-world-s{config.seed}-{config.size}px/{split}{describe_per_class(per_class)}"
+                     + (f"[:{limit}]" if limit else ""))
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -1,7 +1,8 @@
 """NeuronPath (Wang et al., ICLR 2025): one influential FFN neuron per ViT layer, per image, and its baselines.
 
 Implements docs/methods/neuronpath.md. A neuron is a channel of block l's FFN hidden state after GELU, read at the
-CLS token (`token_scope="cls"`) or over all patch tokens (`"mean_patches"`, the MAE reading). The target is the
+CLS token (`token_scope="cls"`) or over all patch tokens (`"mean_patches"`, the MAE reading); `"auto"` reads the
+subject's head (timm's `global_pool`: "token" -> cls, "avg" -> mean_patches). The target is the
 softmax probability of each image's own ground-truth class.
 
 Everything rests on one primitive, `ramp_sums`: for a set of items (an image plus some units in each clamped
@@ -29,7 +30,7 @@ from ..registry import METHODS
 from ..subject import Subject
 
 TASK = "neuron_path"
-TOKEN_SCOPES = ("cls", "mean_patches")
+TOKEN_SCOPES = ("auto", "cls", "mean_patches")
 JAS_FORMS = ("ref", "ig")
 CANDIDATE_SCORINGS = ("layer_scaled", "isolated")
 PROCEDURES = ("vismech", "reference")
@@ -40,6 +41,10 @@ Sums = dict[int, Tensor]  # layer -> (items, units, tokens), fp32
 
 # ---------------------------------------------------------------------------------------------------------------
 # The model side: which modules, which tokens, replacing their values.
+
+def ffn_width(subject: Subject) -> int:
+    return subject.site("ffn.0").width
+
 
 def ffn_modules(subject: Subject) -> list[nn.Module]:
     """The modules of the activation sites ffn.0 .. ffn.{L-1}, in layer order."""
@@ -56,6 +61,8 @@ def ffn_modules(subject: Subject) -> list[nn.Module]:
 
 def token_positions(model: nn.Module, scope: str) -> slice:
     """CLS for supervised ViTs; every patch token (prefix tokens excluded) for MAE's mean-pooled head."""
+    if scope == "auto":
+        scope = "mean_patches" if getattr(model, "global_pool", "token") in ("avg", "avgmax", "max") else "cls"
     if scope == "cls":
         return slice(0, 1)
     return slice(int(getattr(model, "num_prefix_tokens", 1)), None)
@@ -212,14 +219,15 @@ def totals(sums: Sums, layers) -> Tensor:
 
 
 def jas_forms(W: Sums, G: Sums, m: int) -> dict[str, Tensor]:
-    """Both JAS forms from the same sums, averaged over scoped tokens (a no-op for the CLS scope).
+    """Both JAS forms from the same sums, averaged over scoped tokens (a no-op for the CLS scope), and the path-IG
+    form's term of each layer, (items, L): the per-layer share of the attribution that plots of a path show.
 
     ref (product of sums, what the released code computes) and ig (path integrated gradients; complete as m grows).
     """
     layers = list(W)
     ref = (totals(W, layers) / m * totals(G, layers)).mean(-1)
-    ig = totals({layer: W[layer] * G[layer] for layer in layers}, layers).div(m).mean(-1)
-    return {"ref": ref, "ig": ig}
+    per_layer = torch.stack([(W[layer] * G[layer]).sum(1).div(m).mean(-1) for layer in layers], 1)
+    return {"ref": ref, "ig": per_layer.sum(1), "layers": per_layer}
 
 
 def layer_scaled_scores(W: Sums, G: Sums, layer: int, m: int) -> Tensor:
@@ -267,7 +275,7 @@ def extend_isolated(probe: Probe, path: list[Tensor], candidates: Tensor) -> dic
     units = {layer: p.repeat_interleave(c, 0) for layer, p in enumerate(path)}
     units[len(path)] = candidates.reshape(-1, 1)
     W, G = ramp_sums(probe, image_of, units)
-    return {name: value.view(b, c) for name, value in jas_forms(W, G, probe.m).items()}
+    return {name: value.view(b, c, *value.shape[1:]) for name, value in jas_forms(W, G, probe.m).items()}
 
 
 def greedy_search(probe: Probe, config: "NeuronPathConfig") -> tuple[Tensor, dict[str, Tensor] | None]:
@@ -289,7 +297,8 @@ def greedy_search(probe: Probe, config: "NeuronPathConfig") -> tuple[Tensor, dic
         exact = extend_isolated(probe, path, candidates)
         chosen = top(exact[config.jas_form], k)
         path.append(candidates.gather(1, chosen))
-        final = {name: value.gather(1, chosen[:, :1]).squeeze(1) for name, value in exact.items()} if k == 1 else None
+        rows = torch.arange(b, device=chosen.device)
+        final = {name: value[rows, chosen[:, 0]] for name, value in exact.items()} if k == 1 else None
     return torch.stack(path, 1), final
 
 
@@ -340,7 +349,7 @@ def random_paths(generator_for: Callable[[str], torch.Generator], ids: Tensor, d
 # ---------------------------------------------------------------------------------------------------------------
 # Edits and findings.
 
-def path_edit(subject: Subject, paths: Tensor, strength: float, token_scope: str = "cls") -> HookEdit:
+def path_edit(subject: Subject, paths: Tensor, strength: float, token_scope: str = "auto") -> HookEdit:
     """Scale each row's path units by `strength` at the scoped tokens (0 removes, 2 enhances, 1 is the identity).
 
     Row r of every batch gets paths[r]: the caller restricts the finding to the batch's items in batch order.
@@ -367,6 +376,45 @@ def path_edit(subject: Subject, paths: Tensor, strength: float, token_scope: str
     return HookEdit(subject, {site: make(paths[:, layer]) for layer, site in enumerate(sites)})
 
 
+CLASS_PREFIX = "class_"  # finding tensors indexed by class, not by item
+
+
+def as_ranks(paths: Tensor) -> Tensor:
+    """Paths as (items, L, K) whether stored with K = 1 squeezed or not."""
+    return paths if paths.dim() == 3 else paths[..., None]
+
+
+def class_frequency(paths: Tensor, labels: Tensor, num_classes: int, width: int) -> Tensor:
+    """How often each (layer, unit) lies on the paths of each class's images, over all K ranks: (C, L, N) float."""
+    paths, labels = as_ranks(paths).long(), labels.long()
+    n, depth, k = paths.shape
+    slot = (labels[:, None, None] * depth + torch.arange(depth)[None, :, None]) * width + paths
+    counts = torch.bincount(slot.reshape(-1), minlength=num_classes * depth * width)
+    return counts.view(num_classes, depth, width).float()
+
+
+def class_paths(paths: Tensor, labels: Tensor, num_classes: int, width: int) -> Tensor:
+    """Each class's path: per (layer, rank) slot, the most frequent unit over the class's images (the smallest unit
+    index among ties, so the choice is deterministic); -1 for a class without images. (C, L, K) long."""
+    paths, labels = as_ranks(paths).long(), labels.long()
+    n, depth, k = paths.shape
+    slot = ((labels[:, None, None] * depth + torch.arange(depth)[None, :, None]) * k
+            + torch.arange(k)[None, None, :]) * width + paths
+    counts = torch.bincount(slot.reshape(-1), minlength=num_classes * depth * k * width)
+    counts = counts.view(num_classes, depth, k, width)
+    modes = counts.argmax(-1)  # argmax returns the first maximum: the smallest unit
+    present = torch.bincount(labels, minlength=num_classes) > 0
+    return torch.where(present[:, None, None], modes, torch.full_like(modes, -1))
+
+
+def class_similarity(frequency: Tensor) -> Tensor:
+    """Cosine similarity of the classes' flattened (layer, unit) frequency vectors: (C, C); 0 for empty classes."""
+    flat = frequency.flatten(1).double()
+    norms = flat.norm(dim=1, keepdim=True)
+    unit = flat / norms.clamp_min(1e-12)
+    return unit @ unit.T
+
+
 def select_items(finding: Finding, ids) -> Finding:
     """The finding restricted to `ids`, in that order: every per-item tensor (first axis = items) is re-indexed."""
     item_ids = finding.tensors["item_ids"]
@@ -377,8 +425,7 @@ def select_items(finding: Finding, ids) -> Finding:
         raise VismechError(f"finding of method '{finding.method}' has no path for item id(s) "
                            f"{', '.join(map(str, missing[:5]))}{' ...' if len(missing) > 5 else ''}")
     index = torch.tensor([position[i] for i in wanted], dtype=torch.long)
-    n = item_ids.shape[0]
-    tensors = {name: t[index] if t.dim() and t.shape[0] == n else t for name, t in finding.tensors.items()}
+    tensors = {name: t if name.startswith(CLASS_PREFIX) or not t.dim() else t[index] for name, t in finding.tensors.items()}
     return replace(finding, tensors=tensors, meta=dict(finding.meta))
 
 
@@ -403,19 +450,38 @@ def make_probe(subject: Subject, images: Tensor, labels: Tensor, *, m: int, chun
                  m, chunk_rows, separate_grads)
 
 
-def images_to_explain(subject: Subject, data: Any) -> tuple[Tensor, Tensor, Tensor]:
-    if hasattr(data, "tensors"):  # an item set (WorldItems and the like) gives all its items at once
-        data = data.tensors()
+def _explainable(subject: Subject) -> None:
+    if not hasattr(subject, "preprocess") or not hasattr(subject, "num_classes"):
+        raise VismechError(f"task '{TASK}' needs a classifier subject; '{subject.id}' is {type(subject).__name__}")
+
+
+def images_to_explain(subject: Subject, data: Mapping[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
     if not isinstance(data, Mapping) or not {"id", "image", "label"} <= set(data):
-        raise VismechError(f"task '{TASK}' fits on a mapping with tensors 'id', 'image' and 'label'; got "
+        raise VismechError(f"task '{TASK}' fits on items with 'id', 'image' and 'label'; got "
                            f"{sorted(data) if isinstance(data, Mapping) else type(data).__name__}")
     ids, images, labels = (torch.as_tensor(data[key]) for key in ("id", "image", "label"))
     if not (ids.dim() == labels.dim() == 1 and images.shape[0] == ids.shape[0] == labels.shape[0] > 0):
         raise VismechError(f"'id' and 'label' must be (n,) and 'image' (n, ...) with the same n > 0; got "
                            f"{tuple(ids.shape)}, {tuple(labels.shape)}, {tuple(images.shape)}")
-    if not hasattr(subject, "preprocess"):
-        raise VismechError(f"task '{TASK}' needs a classifier subject; '{subject.id}' is {type(subject).__name__}")
+    _explainable(subject)
     return ids.long(), images, labels.long()
+
+
+def batches_to_explain(subject: Subject, data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """(ids, images, labels) batches of a mapping of tensors, or of an item set read lazily (an image folder of
+    50,000 files is never held in memory at once)."""
+    if isinstance(data, Mapping):
+        ids, images, labels = images_to_explain(subject, data)
+        for lo in range(0, ids.shape[0], batch_size):
+            yield ids[lo:lo + batch_size], images[lo:lo + batch_size], labels[lo:lo + batch_size]
+        return
+    if not hasattr(data, "__getitem__") or not hasattr(data, "__len__") or len(data) == 0:
+        raise VismechError(f"task '{TASK}' fits on a non-empty item set or a mapping of tensors; got "
+                           f"{type(data).__name__}")
+    from torch.utils.data import DataLoader
+
+    for batch in DataLoader(data, batch_size=batch_size, shuffle=False):
+        yield images_to_explain(subject, batch)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -436,7 +502,7 @@ class PathConfig(MethodConfig):
     m: int = 20  # Riemann steps of every ramp
     jas_form: str = "ref"  # the form selection uses where it reads a JAS; both forms are always reported
     top_k: int = 1  # units per layer (the pruning variant uses K > 1)
-    token_scope: str = "cls"  # "mean_patches" for MAE-style heads
+    token_scope: str = "auto"  # the subject's head decides: cls, or mean_patches for MAE-style pooled heads
     batch_size: int = 32  # images explained together
     chunk_rows: int = 4096  # rows per forward/backward; the sums are linear in the steps
 
@@ -450,7 +516,7 @@ class PathConfig(MethodConfig):
 class PathMethod(Method):
     """Base of the neuron-path methods: batches the images, reports JAS and cost, edits path units."""
 
-    tasks = (TASK,)
+    tasks = (TASK, "pruning")  # pruning keeps the class paths made from these per-image paths
     Config = PathConfig
     strength_range = (0.0, 2.0)  # multiplier of the path units: 1 is the identity
     identity_strength = 1.0
@@ -462,7 +528,7 @@ class PathMethod(Method):
     def explain(self, probe: Probe, ids: Tensor) -> dict[str, Tensor]:
         paths = self.find(probe, ids)
         jas = path_jas(probe, paths)
-        return {"paths": paths, "jas_ref": jas["ref"], "jas_ig": jas["ig"]}
+        return {"paths": paths, "jas_ref": jas["ref"], "jas_ig": jas["ig"], "layer_ig": jas["layers"]}
 
     def probe(self, subject: Subject, images: Tensor, labels: Tensor) -> Probe:
         c = self.config
@@ -470,20 +536,26 @@ class PathMethod(Method):
                           separate_grads=getattr(c, "procedure", "vismech") == "reference")
 
     def fit(self, subject: Subject, data: Any) -> Finding:
-        ids, images, labels = images_to_explain(subject, data)
         start = subject.cost.snapshot()
         parts: list[dict[str, Tensor]] = []
-        for lo in range(0, ids.shape[0], self.config.batch_size):
-            hi = lo + self.config.batch_size
-            parts.append(self.explain(self.probe(subject, images[lo:hi], labels[lo:hi]), ids[lo:hi]))
+        id_parts, label_parts = [], []
+        for ids, images, labels in batches_to_explain(subject, data, self.config.batch_size):
+            parts.append(self.explain(self.probe(subject, images, labels), ids))
+            id_parts.append(ids)
+            label_parts.append(labels)
+        ids, labels = torch.cat(id_parts), torch.cat(label_parts)
         tensors = {name: torch.cat([p[name].detach().cpu() for p in parts]) for name in parts[0]}
         tensors = {name: self._stored(name, t) for name, t in tensors.items()}
+        width = ffn_width(subject)
+        classes = class_paths(tensors["paths"], labels, subject.num_classes, width)
+        tensors[CLASS_PREFIX + "paths"] = classes.squeeze(-1) if self.config.top_k == 1 else classes
+        tensors[CLASS_PREFIX + "images"] = torch.bincount(labels, minlength=subject.num_classes)
         end = subject.cost.snapshot()
         n = max(ids.shape[0], 1)
         cost = {key: end[key] - start[key] for key in end}
         # wall time is cost, not content: it stays out of the finding so equal findings have equal digests
-        meta = {**cost, **{f"{key}_per_image": cost[key] / n for key in cost},
-                "items": int(ids.shape[0]), "layers": len(ffn_modules(subject)), "jas_form": self.config.jas_form}
+        meta = {**cost, **{f"{key}_per_image": cost[key] / n for key in cost}, "items": int(ids.shape[0]),
+                "layers": len(ffn_modules(subject)), "width": width, "jas_form": self.config.jas_form}
         return self.new_finding(subject, TASK, tensors={"item_ids": ids, "labels": labels, **tensors}, meta=meta)
 
     def _stored(self, name: str, t: Tensor) -> Tensor:
@@ -494,7 +566,7 @@ class PathMethod(Method):
     def edit(self, subject: Subject, finding: Finding, strength: float) -> Edit:
         strength = self.check_strength(strength)
         self.check_finding(subject, finding)
-        return path_edit(subject, finding.tensors["paths"], strength, finding.config.get("token_scope", "cls"))
+        return path_edit(subject, finding.tensors["paths"], strength, finding.config.get("token_scope", "auto"))
 
 
 @dataclass
@@ -525,7 +597,7 @@ class NeuronPath(PathMethod):
         paths, final = greedy_search(probe, self.config)
         if final is None:
             final = path_jas(probe, paths)
-        out = {"paths": paths, "jas_ref": final["ref"], "jas_ig": final["ig"]}
+        out = {"paths": paths, "jas_ref": final["ref"], "jas_ig": final["ig"], "layer_ig": final["layers"]}
         if self.config.score_activation_path:
             baseline = activation_paths(probe, self.config.top_k)
             jas = path_jas(probe, baseline)
@@ -586,12 +658,13 @@ class RandomPath(PathMethod):
                              for draw in range(d)], 1).to(probe.x.device)  # (b, D, L, K)
         jas = path_jas(probe, draws.flatten(0, 1), torch.arange(b).repeat_interleave(d))
         ref, ig = jas["ref"].view(b, d), jas["ig"].view(b, d)
-        return {"paths": draws[:, 0], "jas_ref": ref.mean(1), "jas_ig": ig.mean(1), "draw_paths": draws,
+        return {"paths": draws[:, 0], "jas_ref": ref.mean(1), "jas_ig": ig.mean(1),
+                "layer_ig": jas["layers"].view(b, d, -1).mean(1), "draw_paths": draws,
                 "draw_jas_ref": ref, "draw_jas_ig": ig}
 
 
 def jas_of_paths(subject: Subject, data: Mapping[str, Tensor], paths: Tensor, *, m: int = 20,
-                 token_scope: str = "cls", chunk_rows: int = 4096) -> dict[str, Tensor]:
+                 token_scope: str = "auto", chunk_rows: int = 4096) -> dict[str, Tensor]:
     """Both JAS forms of given paths (n, L[, K]) for the images of `data` (dict with 'image', 'label')."""
     _, images, labels = images_to_explain(subject, {"id": torch.arange(len(data["label"])), **data})
     probe = make_probe(subject, images, labels, m=m, chunk_rows=chunk_rows, token_scope=token_scope)

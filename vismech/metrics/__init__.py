@@ -1,7 +1,7 @@
 """Metrics with metadata: direction (higher or lower is better), units and a version fingerprint."""
 from .base import ItemMetric, fingerprint_of
-from .classification import Accuracy, TrueClassProbDrop
-from .paths import JointAttributionScore, ProbabilityRatio, Top1Change
+from .classification import Accuracy, TrueClassProb
+from .paths import ClassSimilarity, JointAttributionScore, PathConsistency, ProbabilityRatio, Top1Change
 
-__all__ = ["ItemMetric", "fingerprint_of", "Accuracy", "TrueClassProbDrop", "JointAttributionScore",
-           "ProbabilityRatio", "Top1Change"]
+__all__ = ["ItemMetric", "fingerprint_of", "Accuracy", "TrueClassProb", "JointAttributionScore",
+           "ProbabilityRatio", "Top1Change", "PathConsistency", "ClassSimilarity"]

@@ -15,9 +15,9 @@ class Accuracy(ItemMetric):
 
 
 @METRICS.register()
-class TrueClassProbDrop(ItemMetric):
-    """Unedited minus edited softmax probability of the ground-truth class: how much the edit hurt the class."""
+class TrueClassProb(ItemMetric):
+    """Softmax probability of the ground-truth class under the edit (what the pruning papers plot as "accuracy")."""
 
-    name = "true_class_prob_drop"
+    name = "true_class_prob"
     direction = "higher"
     units = "probability (0-1)"

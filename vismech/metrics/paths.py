@@ -30,3 +30,23 @@ class Top1Change(ItemMetric):
     name = "top1_change"
     direction = "lower"
     units = "change of the fraction of correct images"
+
+
+@METRICS.register()
+class PathConsistency(ItemMetric):
+    """Share of the image's (layer, rank) slots whose unit is its class path's unit there (the per-layer mode
+    over the class's images): how class-specific, rather than image-specific, the paths are."""
+
+    name = "path_consistency"
+    direction = "higher"
+    units = "fraction of path slots (0-1)"
+
+
+@METRICS.register()
+class ClassSimilarity(ItemMetric):
+    """Mean cosine similarity between the image's class (layer, unit) frequency vector and every other class's;
+    lower means paths that tell the classes apart."""
+
+    name = "class_similarity"
+    direction = "lower"
+    units = "cosine similarity (0-1)"

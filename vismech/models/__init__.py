@@ -1,0 +1,7 @@
+"""Paper-track model loaders: real architectures and real weights (a user's file or the hub), one subject each."""
+from __future__ import annotations
+
+from ..registry import MODELS
+from . import timm_vit
+
+MODELS.add(timm_vit.NAME, timm_vit.load, summary=timm_vit.SUMMARY)

@@ -1,0 +1,47 @@
+"""Pictures saved with runs: figures are built on `matplotlib.figure.Figure` (no pyplot, no global state)."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from matplotlib.figure import Figure
+
+MARKERS = "os^Dvx*P"
+
+
+def path_figure(paths: Mapping[str, tuple[torch.Tensor, torch.Tensor | None]], item_ids: Sequence[int],
+                labels: Sequence[int], width: int, title: str = "") -> Figure:
+    """One panel per image: each method's unit index per layer (its path), marker area by the layer's share of the
+    path-IG attribution, filled where that share is positive. paths: {method: (units (n, L), layer scores (n, L) or
+    None)}, rows aligned with item_ids."""
+    n = len(item_ids)
+    figure = Figure(figsize=(3.2 * n, 3.4))
+    axes = figure.subplots(1, n, squeeze=False)[0]
+    scale = max((float(s.abs().max()) for _, s in paths.values() if s is not None and s.numel()), default=0.0) or 1.0
+    for col, (ax, item, label) in enumerate(zip(axes, item_ids, labels)):
+        for (name, (units, scores)), marker in zip(paths.items(), MARKERS):
+            layers = torch.arange(units.shape[1])
+            row = units[col]
+            size = 20 + 180 * (scores[col].abs() / scale) if scores is not None else torch.full_like(layers, 40.0)
+            ax.plot(layers, row, lw=0.8, alpha=0.6)
+            colour = ax.lines[-1].get_color()
+            positive = scores[col] >= 0 if scores is not None else torch.ones_like(layers, dtype=torch.bool)
+            ax.scatter(layers, row, s=size, marker=marker, edgecolors=colour,
+                       facecolors=[colour if p else "none" for p in positive.tolist()], label=name)
+        ax.set(title=f"item {item} (class {label})", xlabel="layer", ylim=(-0.5, width - 0.5))
+        ax.set_xticks(range(units.shape[1]))
+        if col == 0:
+            ax.set_ylabel("FFN unit index")
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def matrix_figure(matrix: torch.Tensor, title: str, label: str) -> Figure:
+    figure = Figure(figsize=(4.6, 3.8))
+    ax = figure.subplots()
+    image = ax.imshow(matrix.numpy(), cmap="viridis", vmin=0, vmax=1)
+    ax.set(title=title, xlabel="class", ylabel="class")
+    figure.colorbar(image, ax=ax, label=label)
+    return figure
