@@ -79,3 +79,29 @@ def test_paper_track_run_on_a_tiny_vit_and_an_image_folder(workspace, tmp_path, 
     assert record["items"]["name"] == "imagenet-folder:val[:64]"
     assert record["cost"]["fit_backward_passes"] == 2 + 2  # L + 2 for one batch, L = 2
     assert "## paper · neuron_path · vit_b16" in workspace.leaderboard.read_text()
+
+
+@pytest.mark.parametrize("card, model, sweep", [
+    ("paper_neuron_path", "vit_b16", {"method": "noop,random_path,activation_path,influence_pattern,knowledge_neurons,neuron_path"}),
+    ("paper_neuron_path", "mae_b16", {}),
+    ("paper_pruning", "vit_b32", {"method.config.top_k": "1,5,10,20,50", "task.depth": "3,6,9,12"}),
+])
+def test_paper_repro_cards_compose_into_valid_task_configs(card, model, sweep):
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from vismech.config import typed_config
+    from vismech.registry import TASKS
+
+    with initialize_config_module("vismech.configs", version_base=None):
+        cfg = compose("config", overrides=[f"experiment={card}", f"model={model}", "task.images=/data/imagenet/val"],
+                      return_hydra_config=True)
+    task = TASKS.get(cfg.task.name)
+    plain = OmegaConf.to_container(cfg.task)
+    task_cfg = typed_config(task.Config, plain, f"task '{task.name}'")
+    assert task_cfg.images == "/data/imagenet/val" and task_cfg.limit is None and cfg.seed == 42
+    assert cfg.model.name == "timm_vit" and cfg.trainer.accelerator == "gpu"
+    for key, values in sweep.items():
+        assert cfg.hydra.sweeper.params[key] == values
+    if card == "paper_pruning":
+        assert (task_cfg.fit_per_class, task_cfg.eval_per_class) == (40, None)

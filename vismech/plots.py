@@ -34,7 +34,7 @@ def path_figure(paths: Mapping[str, tuple[torch.Tensor, torch.Tensor | None]], i
             ax.set_ylabel("FFN unit index")
     axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if title:
-        figure.suptitle(title)
+        figure.suptitle(title, y=1.04)
     return figure
 
 
