@@ -31,6 +31,22 @@ def few_images():
     return WorldItems("test", limit=4).tensors()
 
 
+def install_package(src: Path, tmp_path: Path, monkeypatch) -> None:
+    """pip-install a method package into a private folder on sys.path, then let the registry see its entry points."""
+    import subprocess
+    import sys
+
+    from vismech.registry import METHODS
+
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(site), str(src)], check=True, timeout=300)
+    METHODS.names()  # load the built-ins first, so the copy restored after the test holds them
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))
+    monkeypatch.setattr(METHODS, "_loaded_plugins", False)
+
+
 class Workspace:
     """A run folder layout in a temporary directory, and in-process calls of the CLI against it."""
 

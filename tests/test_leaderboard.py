@@ -59,7 +59,40 @@ def test_leaderboard_command_and_check(tmp_path, capsys):
     assert cli.main(["leaderboard", "--check", *args]) == 1
     assert cli.main(["leaderboard", *args]) == 0
     assert cli.main(["leaderboard", "--check", *args]) == 0
-    assert "`a`" in out.read_text()
+    assert "## Not admitted" in out.read_text() and "task 't' is not a task of this suite" in out.read_text()
+
+
+def _real_record():
+    from vismech.results import load_record
+
+    [path] = (REPO / "results" / "mini" / "neuron_path" / "vit_world").glob("noop--*.json")
+    return load_record(path)
+
+
+def _with_fingerprint(rec, name, fingerprint):
+    sweep = [p.model_copy(update={"metrics": {**p.metrics, name: p.metrics[name].model_copy(
+        update={"fingerprint": fingerprint})}}) for p in rec.sweep]
+    return rec.model_copy(update={"sweep": sweep})
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda r: r, None),
+    (lambda r: r.model_copy(update={"method": r.method.model_copy(update={"name": "ghost", "source": "ghost-pkg"})}),
+     "method 'ghost' cannot be found (install `ghost-pkg`)"),
+    (lambda r: _with_fingerprint(r, "jas", "0" * 16), "metric 'jas' has fingerprint 0000000000000000; the suite computes"),
+    (lambda r: r.model_copy(update={"benchmark_version": "0"}), "made with neuron_path benchmark version 0"),
+    (lambda r: r.model_copy(update={"task": "bias_v0"}), "task 'bias_v0' is not a task of this suite"),
+])
+def test_admission_lists_only_records_the_suite_can_stand_behind(tmp_path, change, reason):
+    path = write_record(change(_real_record()), tmp_path)
+    board = leaderboard.collect(tmp_path)
+    if reason is None:
+        assert len(board.listed) == 1 and not board.rejected
+        assert board.listed[0].verified == ""
+    else:
+        assert not board.listed and board.rejected[0][0] == str(path.relative_to(tmp_path))
+        assert reason in board.rejected[0][1]
+        assert reason in leaderboard.render(board)
 
 
 def test_committed_leaderboard_is_up_to_date():

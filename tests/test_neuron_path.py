@@ -381,7 +381,7 @@ def test_registered_with_typed_configs():
 
 @pytest.mark.parametrize("config, message", [
     ({"jas_form": "sum"}, "jas_form must be one of ref, ig; got 'sum'"),
-    ({"token_scope": "all"}, "token_scope must be one of cls, mean_patches; got 'all'"),
+    ({"token_scope": "all"}, "token_scope must be one of auto, cls, mean_patches; got 'all'"),
     ({"m": 0}, "m must be >= 1, got 0"),
     ({"top_k": 5, "candidates": 4}, "candidates must be >= 5, got 4"),
     ({"procedure": "reference", "candidate_scoring": "isolated"}, "procedure 'reference' reproduces"),

@@ -1,8 +1,6 @@
 """A method in a separately installed distribution is found by name through the `vismech.methods` entry point."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -10,6 +8,8 @@ import pytest
 from vismech import cli
 from vismech.registry import METHODS
 from vismech.results import load_record
+
+from conftest import install_package
 
 PLUGIN = '''
 from dataclasses import dataclass
@@ -64,12 +64,7 @@ def installed_plugin(tmp_path, monkeypatch):
         [project.entry-points."vismech.methods"]
         largest_output_weights = "vismech_demo_plugin:LargestOutputWeights"
     '''))
-    site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(site), str(src)], check=True, timeout=300)
-    monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))
-    METHODS.refresh()
+    install_package(src, tmp_path, monkeypatch)
     yield
     METHODS.refresh()
 

@@ -1,4 +1,4 @@
-"""The `vismech` command: run (Hydra), list, leaderboard, validate, zoo.
+"""The `vismech` command: run (Hydra), list, leaderboard, validate, verify, zoo.
 
 User errors (unknown names, bad values, bad files) print one line and exit with code 2, without a traceback.
 """
@@ -22,6 +22,8 @@ commands:
   leaderboard [--results DIR] [--out FILE] [--check]
                                regenerate leaderboard.md from result records
   validate RECORD.json ...     check result records against the schema
+  verify [--limit N] RECORD.json ...
+                               re-run each record's config and check its numbers (exit 1 on a mismatch)
   zoo build [NAME ...]         retrain mini-zoo models by their recipes
   zoo ls                       the mini zoo's manifest
   zoo cards                    regenerate docs/zoo.md, the model cards
@@ -192,6 +194,34 @@ def cmd_validate(args: list[str]) -> int:
     return 0
 
 
+def cmd_verify(args: list[str]) -> int:
+    from .verify import table, verify
+
+    parser = argparse.ArgumentParser(prog="vismech verify", description="re-run a record's config and check its numbers")
+    parser.add_argument("records", nargs="+", metavar="RECORD.json")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="re-run only the first N items (set-level metrics are then skipped)")
+    opts = parser.parse_args(args)
+    if opts.limit is not None and opts.limit < 1:
+        raise VismechError(f"--limit must be >= 1, got {opts.limit}")
+    failed = 0
+    for path in opts.records:
+        result = verify(path, limit=opts.limit)
+        print(f"{path}:\n{table(result)}")
+        failed += not result.passed
+    _refresh_leaderboard(opts.records)
+    return 1 if failed else 0
+
+
+def _refresh_leaderboard(record_paths: list[str]) -> None:
+    """Regenerate leaderboard.md when the verified records are this checkout's, so their rows show the outcome."""
+    from . import leaderboard
+
+    results, board = Path("results").resolve(), Path("leaderboard.md")
+    if board.is_file() and all(Path(p).resolve().is_relative_to(results) for p in record_paths):
+        leaderboard.write(results, board)
+
+
 def cmd_zoo(args: list[str]) -> int:
     if not args or args[0] not in ("build", "ls", "cards"):
         raise VismechError("usage: vismech zoo build [NAME ...] | vismech zoo ls | vismech zoo cards")
@@ -226,7 +256,8 @@ def cmd_zoo(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "validate": cmd_validate, "zoo": cmd_zoo}
+COMMANDS = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "validate": cmd_validate,
+            "verify": cmd_verify, "zoo": cmd_zoo}
 
 
 def main(argv: list[str] | None = None) -> int:

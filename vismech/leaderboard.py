@@ -3,16 +3,36 @@
 One table per (track, task, subject, item set, protocol, metric fingerprints): mini and paper numbers never share a
 table, and records whose metrics were computed differently are never ranked together. Ties with the best row are
 decided by a paired bootstrap over the shared items.
+
+Admission: a record is listed only if its task is one the suite runs at the same benchmark version and protocol,
+every metric's fingerprint is the one the suite computes today, and its method can be found (built in or from an
+installed plugin). Other valid records are named under "Not admitted" with the reason; a record that does not
+validate stops the command. Records are read as data, never executed. A row is marked verified while a passing
+`vismech verify` of that exact record file lies beside it.
 """
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import VismechError
 from .io import atomic_write_text
 from .results import MetricResult, ResultRecord, load_records
 from .stats import paired_difference_ci
+from .verify import load_verification
+
+
+@dataclass(frozen=True)
+class Listed:
+    record: ResultRecord
+    verified: str = ""  # "", "yes (all items)", "yes (first N items)" or "MISMATCH"
+
+
+@dataclass
+class Board:
+    listed: list[Listed] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (record path, reason)
 
 HEADER = """# vismech leaderboard
 
@@ -39,7 +59,9 @@ def _tied(best: MetricResult, other: MetricResult) -> bool | None:
     return low <= 0.0 <= high
 
 
-def _render_table(records: list[ResultRecord], variant: int) -> list[str]:
+def _render_table(rows: list[Listed], variant: int) -> list[str]:
+    status = {id(row.record): row.verified for row in rows}
+    records = [row.record for row in rows]
     first = records[0]
     primary = first.primary_metric
     sign = 1 if first.headline_point().metrics[primary].direction == "higher" else -1
@@ -55,8 +77,8 @@ def _render_table(records: list[ResultRecord], variant: int) -> list[str]:
     for name in metrics:
         m = first.headline_point().metrics[name]
         lines.append(f"- `{name}`: {m.direction} is better; {m.units}; fingerprint `{m.fingerprint}`")
-    lines += ["", "| rank | method | " + " | ".join(f"`{n}`" for n in metrics) + " | forward passes | wall s | commit |",
-              "|---|---|" + "---|" * len(metrics) + "---|---|---|"]
+    lines += ["", "| rank | method | " + " | ".join(f"`{n}`" for n in metrics) + " | forward passes | wall s | commit | verified |",
+              "|---|---|" + "---|" * len(metrics) + "---|---|---|---|"]
     best = records[0].headline_point().metrics[primary]
     for rank, r in enumerate(records, 1):
         point = r.headline_point()
@@ -76,14 +98,16 @@ def _render_table(records: list[ResultRecord], variant: int) -> list[str]:
             cells.append(f"**{cell}**" if rank == 1 and i == 0 else (cell + mark if i == 0 else cell))
         commit = r.provenance.git_commit[:8] + ("+" if r.provenance.git_dirty else "")
         lines.append(f"| {rank} | {name} | " + " | ".join(cells) +
-                     f" | {r.cost.forward_passes} | {r.cost.wall_time_s:.1f} | `{commit}` |")
+                     f" | {r.cost.forward_passes} | {r.cost.wall_time_s:.1f} | `{commit}` | {status[id(r)] or 'no'} |")
     return lines + [""]
 
 
-def render(records: list[ResultRecord]) -> str:
-    tables: dict[tuple, list[ResultRecord]] = defaultdict(list)
-    for r in records:
-        tables[_table_key(r)].append(r)
+def render(board: Board | list[ResultRecord]) -> str:
+    if not isinstance(board, Board):
+        board = Board([Listed(r) for r in board])
+    tables: dict[tuple, list[Listed]] = defaultdict(list)
+    for row in board.listed:
+        tables[_table_key(row.record)].append(row)
     out = [HEADER]
     if not tables:
         out.append("No results yet: run `vismech run` to make one.\n")
@@ -92,19 +116,61 @@ def render(records: list[ResultRecord]) -> str:
         base = key[:3]
         variants[base] += 1
         out += _render_table(tables[key], variants[base])
+    if board.rejected:
+        out += ["## Not admitted", ""] + [f"- `{path}`: {reason}" for path, reason in sorted(board.rejected)] + [""]
     return "\n".join(out).rstrip() + "\n"
 
 
-def collect(results_dir: str | Path) -> list[ResultRecord]:
-    records = []
+def refusal(record: ResultRecord) -> str | None:
+    """Why this record may not be listed, or None."""
+    from .errors import UnknownNameError
+    from .registry import METHODS, METRICS, TASKS
+
+    try:
+        task = TASKS.get(record.task)
+    except UnknownNameError:
+        return f"task '{record.task}' is not a task of this suite"
+    if record.benchmark_version != task.version or record.protocol != task.protocol:
+        return (f"made with {record.task} benchmark version {record.benchmark_version}; the suite runs version "
+                f"{task.version}{'' if record.protocol == task.protocol else ' with another protocol'}: re-run it")
+    for point in record.sweep:
+        for name, m in point.metrics.items():
+            try:
+                today = METRICS.get(name)().fingerprint()
+            except UnknownNameError:
+                return f"metric '{name}' is not a metric of this suite"
+            if m.fingerprint != today:
+                return f"metric '{name}' has fingerprint {m.fingerprint}; the suite computes {today}: re-run it"
+    try:
+        METHODS.get(record.method.name)
+    except (UnknownNameError, VismechError):
+        source = "" if record.method.source == "vismech" else f" (install `{record.method.source}`)"
+        return f"method '{record.method.name}' cannot be found{source}"
+    return None
+
+
+def _verified(path: Path) -> str:
+    found = load_verification(path)
+    if found is None:
+        return ""
+    return f"yes ({found.items} items)" if found.passed else "MISMATCH"
+
+
+def collect(results_dir: str | Path) -> Board:
+    board = Board()
     seen: dict[tuple, Path] = {}
+    root = Path(results_dir)
     for path, record in load_records(results_dir):
         key = (_table_key(record), record.method.name, record.method.config_digest, record.seeds.run_seed)
         if key in seen:
             raise VismechError(f"records '{seen[key]}' and '{path}' are the same run; keep one")
         seen[key] = path
-        records.append(record)
-    return records
+        reason = refusal(record)
+        if reason is None:
+            board.listed.append(Listed(record, _verified(path)))
+        else:
+            board.rejected.append((str(path.relative_to(root)) if path.is_relative_to(root) else str(path), reason))
+    return board
 
 
 def write(results_dir: str | Path, out: str | Path) -> Path:

@@ -210,5 +210,6 @@ def load_record(path: str | Path) -> ResultRecord:
 
 
 def load_records(results_dir: str | Path) -> list[tuple[Path, ResultRecord]]:
+    """Every record under the folder; `vismech verify`'s outcomes beside them are not records."""
     root = Path(results_dir)
-    return [(p, load_record(p)) for p in sorted(root.rglob("*.json"))]
+    return [(p, load_record(p)) for p in sorted(root.rglob("*.json")) if not p.name.endswith(".verification.json")]

@@ -32,6 +32,9 @@ class ItemMetric(Metric):
     units: ClassVar[str]
     description: ClassVar[str] = ""
     version: ClassVar[str] = "1"
+    # a set-level value (e.g. a class statistic) depends on which other items were run: a re-run on a subset of
+    # items cannot reproduce it, so `vismech verify --limit` skips it
+    set_level: ClassVar[bool] = False
     full_state_update = False
 
     def __init__(self, **kwargs):

@@ -38,6 +38,7 @@ class PathConsistency(ItemMetric):
     over the class's images): how class-specific, rather than image-specific, the paths are."""
 
     name = "path_consistency"
+    set_level = True
     direction = "higher"
     units = "fraction of path slots (0-1)"
 
@@ -48,5 +49,6 @@ class ClassSimilarity(ItemMetric):
     lower means paths that tell the classes apart."""
 
     name = "class_similarity"
+    set_level = True
     direction = "lower"
     units = "cosine similarity (0-1)"

@@ -1,0 +1,1 @@
+"""A vismech method package: one method (`method.py`), its typed config (`config.py`), its test (`tests/`)."""
