@@ -108,7 +108,7 @@ def test_list_names_everything_registered(capsys):
 
 def test_unknown_command(capsys):
     assert cli.main(["frobnicate"]) == 2
-    assert "unknown command 'frobnicate'; known commands: leaderboard, list, run, validate, verify, zoo" in capsys.readouterr().err
+    assert "unknown command 'frobnicate'; known commands: cache, leaderboard, list, run, validate, verify, zoo" in capsys.readouterr().err
 
 
 def test_console_script_exit_code_and_no_traceback(tmp_path):

@@ -1,4 +1,4 @@
-"""The `vismech` command: run (Hydra), list, leaderboard, validate, verify, zoo.
+"""The `vismech` command: run (Hydra), list, leaderboard, validate, verify, cache, zoo.
 
 User errors (unknown names, bad values, bad files) print one line and exit with code 2, without a traceback.
 """
@@ -24,6 +24,8 @@ commands:
   validate RECORD.json ...     check result records against the schema
   verify [--limit N] RECORD.json ...
                                re-run each record's config and check its numbers (exit 1 on a mismatch)
+  cache ls | cache gc [--older-than DAYS] [--all]
+                               the generated-image cache: size, and clean-up of unfinished writes or old images
   zoo build [NAME ...]         retrain mini-zoo models by their recipes
   zoo ls                       the mini zoo's manifest
   zoo cards                    regenerate docs/zoo.md, the model cards
@@ -222,6 +224,26 @@ def _refresh_leaderboard(record_paths: list[str]) -> None:
         leaderboard.write(results, board)
 
 
+def cmd_cache(args: list[str]) -> int:
+    from .generations import GenerationCache
+
+    parser = argparse.ArgumentParser(prog="vismech cache", description="the generated-image cache")
+    parser.add_argument("action", choices=("ls", "gc"))
+    parser.add_argument("--dir", default=".vismech-cache", help="cache folder (default: .vismech-cache)")
+    parser.add_argument("--older-than", type=float, default=None, metavar="DAYS",
+                        help="gc: also delete images not read for DAYS days")
+    parser.add_argument("--all", action="store_true", help="gc: delete every cached image")
+    opts = parser.parse_args(args)
+    cache = GenerationCache(opts.dir)
+    if opts.action == "gc":
+        if opts.older_than is not None and opts.older_than < 0:
+            raise VismechError(f"--older-than must be >= 0 days, got {opts.older_than}")
+        print(f"removed {cache.gc(opts.older_than, opts.all)} file(s) from {cache.root}")
+    stats = cache.stats()
+    print(f"{cache.root}: {stats.images} images, {stats.bytes / 2**20:.1f} MiB, {stats.partial} unfinished writes")
+    return 0
+
+
 def cmd_zoo(args: list[str]) -> int:
     if not args or args[0] not in ("build", "ls", "cards"):
         raise VismechError("usage: vismech zoo build [NAME ...] | vismech zoo ls | vismech zoo cards")
@@ -257,7 +279,7 @@ def cmd_zoo(args: list[str]) -> int:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "validate": cmd_validate,
-            "verify": cmd_verify, "zoo": cmd_zoo}
+            "verify": cmd_verify, "cache": cmd_cache, "zoo": cmd_zoo}
 
 
 def main(argv: list[str] | None = None) -> int:
