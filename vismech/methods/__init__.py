@@ -1,4 +1,4 @@
 """Built-in methods, one module per family, with their baselines and controls beside them."""
-from . import controls, neuron_path
+from . import bias_baselines, cad, concept_baselines, controls, difflens, neuron_path
 
-__all__ = ["controls", "neuron_path"]
+__all__ = ["bias_baselines", "cad", "concept_baselines", "controls", "difflens", "neuron_path"]
