@@ -65,7 +65,7 @@ def test_leaderboard_command_and_check(tmp_path, capsys):
 def _real_record():
     from vismech.results import load_record
 
-    [path] = (REPO / "results" / "mini" / "neuron_path" / "vit_world").glob("noop--*.json")
+    [path] = (REPO / "results" / "mini" / "neuron_path" / "vit_world").glob("noop--*seed0.json")
     return load_record(path)
 
 
