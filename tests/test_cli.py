@@ -1,13 +1,11 @@
-"""The `vismech` command end to end on the mini track: run, sweeps, list, user errors."""
+"""The `vismech` command end to end on the mini track: run, sweeps, list, the console script."""
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
-import torch
 
 from vismech import cli
 from vismech.registry import METHODS, METRICS, MODELS, TASKS
@@ -53,44 +51,7 @@ def test_multirun_sweep_and_cached_findings(workspace):
             assert first[key] == second[key], (name, key)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("method=nope", "unknown method 'nope'; known methods: " + ", ".join(METHODS.names())),
-    ("task=nope", "unknown task 'nope'; known tasks: neuron_path, pruning"),
-    ("model=nope", "unknown model 'nope'; known models: mae_b16, vit_b16, vit_b32, vit_l32, vit_world"),
-    ("logger=nope", "unknown logger 'nope'; known loggers: csv, wandb"),
-    ("task.strengths=[0.5,2.5]", "strength of method 'random_path' must be in [0, 2], got 2.5"),
-    ("task.strengths=[]", "task.strengths is empty"),
-    ("method.config.draws=0", "draws must be >= 1, got 0"),
-    ("model=vit_b16 model.params.weights=/nowhere/vit.safetensors",
-     "weights file '/nowhere/vit.safetensors' does not exist; expected a .safetensors file"),
-    ("task=pruning task.fit_per_class=0", "task.fit_per_class must be >= 1, got 0"),
-    ("task.foo=3", "bad override: Could not override 'task.foo'. To append to your config use +task.foo=3"),
-    ("task.limit=abc", "config key 'limit' of task 'neuron_path' must be int | None, got 'abc'"),
-    ("task.batch_size=0", "task.batch_size must be >= 1, got 0"),
-    ("task.limit=0", "task.limit must be >= 1 or null, got 0"),
-    ("task=neuron_path task.limit=0", "task.limit must be >= 1 or null, got 0"),
-    ("task.strengths=[0,0.5", "bad override: no viable alternative at input '[0,0.5'"),
-    ("seed=1.5", "seed must be an integer, got 1.5"),
-])
-def test_user_errors_exit_2_with_one_line(workspace, capsys, override, message):
-    extra = ["method=random_path"] if "draws" in override or "strengths=[0.5" in override else []
-    assert workspace.run(*extra, *override.split()) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("vismech: error: ") and message in err[-1]
-    assert not workspace.results.exists()
-
-
-def test_missing_and_corrupt_weights(workspace, capsys, tmp_path):
-    assert workspace.run(f"model.params.weights={tmp_path / 'none.safetensors'}") == 2
-    assert "weights file" in capsys.readouterr().err and "does not exist"
-    broken = tmp_path / "broken.safetensors"
-    broken.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
-    assert workspace.run(f"model.params.weights={broken}") == 2
-    assert "is not a readable safetensors file" in capsys.readouterr().err
-    pickled = tmp_path / "weights.pt"
-    pickled.write_bytes(b"not really a pickle")
-    assert workspace.run(f"model.params.weights={pickled}") == 2
-    assert "must be .safetensors (pickle checkpoints are refused)" in capsys.readouterr().err
+# user errors (bad names, values, files, records, output folders): tests/test_bad_input.py
 
 
 def test_list_names_everything_registered(capsys):
@@ -106,11 +67,6 @@ def test_list_names_everything_registered(capsys):
     assert "unknown list section 'widgets'; known list sections: methods, metrics, models, tasks" in capsys.readouterr().err
 
 
-def test_unknown_command(capsys):
-    assert cli.main(["frobnicate"]) == 2
-    assert "unknown command 'frobnicate'; known commands: cache, leaderboard, list, run, validate, verify, zoo" in capsys.readouterr().err
-
-
 def test_console_script_exit_code_and_no_traceback(tmp_path):
     exe = Path(sys.executable).parent / "vismech"
     env = {**os.environ, "CI": "true"}
@@ -119,3 +75,30 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == "vismech: error: unknown method 'nope'; known methods: " + ", ".join(METHODS.names())
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bars_only_for_a_person_at_a_terminal(monkeypatch):
+    from vismech.runner import progress_bar, progress_enabled
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a log file or a pipe
+    assert not progress_enabled()
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert progress_enabled()
+    with progress_bar(total=3, desc="fit", unit="img") as bar:
+        bar.update(1)
+        bar.refresh()
+        shown = terminal.getvalue().split("\r")[-1]
+    assert shown.startswith("fit:") and "1/3" in shown and "img/s]" in shown and "<00:" in shown  # done, rate, ETA
+    for value in ("true", "1", "TRUE"):
+        monkeypatch.setenv("CI", value)
+        assert not progress_enabled()
+        assert progress_bar(total=3).disable
+    monkeypatch.setenv("CI", "false")
+    assert progress_enabled()

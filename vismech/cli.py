@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 import sys
 from importlib.resources import files
@@ -31,6 +32,14 @@ commands:
   zoo cards                    regenerate docs/zoo.md, the model cards
 """
 GROUPS = ("task", "method", "model", "logger", "trainer", "experiment")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as one VismechError line (exit 2), not usage text and a second line."""
+
+    def error(self, message: str):
+        raise VismechError(f"{self.prog}: {message}")
+
 OVERRIDE = re.compile(r"^[+~]{0,2}(?P<key>[A-Za-z_][\w.]*)=(?P<value>.*)$")
 
 
@@ -132,7 +141,10 @@ def cmd_run(args: list[str]) -> int:
 
     main = hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(task_function)
     saved = sys.argv
-    sys.argv = ["vismech run", *args]
+    # Lightning's DDP launcher starts ranks 1.. as `python <sys.argv[0]> <sys.argv[1:]>` (or `python -m <main
+    # module> ...`): argv[0] must stay the real program and the rest Hydra's overrides; `main` turns that call
+    # back into `run` (`_ddp_child`)
+    sys.argv = [saved[0] if saved else "vismech", *args]
     try:
         main()
     finally:
@@ -164,7 +176,7 @@ def cmd_list(args: list[str]) -> int:
 def cmd_leaderboard(args: list[str]) -> int:
     from . import leaderboard
 
-    parser = argparse.ArgumentParser(prog="vismech leaderboard")
+    parser = ArgumentParser(prog="vismech leaderboard")
     parser.add_argument("--results", default="results", help="folder of result records (default: results)")
     parser.add_argument("--out", default="leaderboard.md", help="file to write (default: leaderboard.md)")
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is out of date, write nothing")
@@ -199,7 +211,7 @@ def cmd_validate(args: list[str]) -> int:
 def cmd_verify(args: list[str]) -> int:
     from .verify import table, verify
 
-    parser = argparse.ArgumentParser(prog="vismech verify", description="re-run a record's config and check its numbers")
+    parser = ArgumentParser(prog="vismech verify", description="re-run a record's config and check its numbers")
     parser.add_argument("records", nargs="+", metavar="RECORD.json")
     parser.add_argument("--limit", type=int, default=None,
                         help="re-run only the first N items (set-level metrics are then skipped)")
@@ -227,7 +239,7 @@ def _refresh_leaderboard(record_paths: list[str]) -> None:
 def cmd_cache(args: list[str]) -> int:
     from .generations import GenerationCache
 
-    parser = argparse.ArgumentParser(prog="vismech cache", description="the generated-image cache")
+    parser = ArgumentParser(prog="vismech cache", description="the generated-image cache")
     parser.add_argument("action", choices=("ls", "gc"))
     parser.add_argument("--dir", default=".vismech-cache", help="cache folder (default: .vismech-cache)")
     parser.add_argument("--older-than", type=float, default=None, metavar="DAYS",
@@ -241,6 +253,12 @@ def cmd_cache(args: list[str]) -> int:
         print(f"removed {cache.gc(opts.older_than, opts.all)} file(s) from {cache.root}")
     stats = cache.stats()
     print(f"{cache.root}: {stats.images} images, {stats.bytes / 2**20:.1f} MiB, {stats.partial} unfinished writes")
+    root = Path(opts.dir)
+    findings = len(list((root / "findings").glob("*/*/finding.json")))
+    runs = [p for p in (root / "progress").glob("*") if p.is_dir()]
+    batches = sum(len(list(p.glob("*.safetensors"))) for p in runs)
+    print(f"{root / 'findings'}: {findings} findings; {root / 'progress'}: {len(runs)} interrupted run(s) with "
+          f"{batches} finished batches (re-run the same command to resume)")
     return 0
 
 
@@ -282,8 +300,16 @@ COMMANDS = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "v
             "verify": cmd_verify, "cache": cmd_cache, "zoo": cmd_zoo}
 
 
+def _ddp_child(argv: list[str]) -> bool:
+    """A rank > 0 started by Lightning's DDP launcher: it repeats the command line without the word `run`."""
+    return (os.environ.get("LOCAL_RANK", "0") != "0" and bool(argv) and argv[0] not in COMMANDS
+            and (argv[0].startswith("-") or "=" in argv[0]))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if _ddp_child(argv):
+        argv = ["run", *argv]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0

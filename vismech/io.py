@@ -1,4 +1,12 @@
-"""Atomic file writes: a reader sees either the old file or the complete new one, never a partial one."""
+"""Atomic file writes: a reader sees either the old file or the complete new one, never a partial one.
+
+A write goes to `.<name>.<pid>-<random>.tmp` beside its target and is renamed over it when complete. A process
+killed mid-write (SIGKILL) leaves that temporary behind; the next write of the same target removes the temporaries
+whose writer is no longer running, so a restarted run leaves no partial file.
+
+`VISMECH_TEST_WRITE_DELAY` (seconds; test-only) makes every write wait that long between finishing its temporary
+and the rename, so that a test can kill a run at a chosen write (tests/test_resume.py).
+"""
 from __future__ import annotations
 
 import contextlib
@@ -6,10 +14,13 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import VismechError
+
+TEMP_SUFFIX = ".tmp"
 
 
 def _writable_parent(path: Path) -> Path:
@@ -17,9 +28,9 @@ def _writable_parent(path: Path) -> Path:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise VismechError(f"cannot create output folder '{parent}': {exc.strerror}") from None
+        raise VismechError(f"cannot create output folder '{parent}' ({exc.strerror}); give a writable folder") from None
     if not os.access(parent, os.W_OK):
-        raise VismechError(f"output folder '{parent}' is not writable")
+        raise VismechError(f"output folder '{parent}' is not writable; give a writable folder")
     return parent
 
 
@@ -29,16 +40,60 @@ def _umask() -> int:
     return mask
 
 
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> int:
+    """Delete temporaries of `path` left by writers that are no longer running; returns how many."""
+    removed = 0
+    prefix = f"{path.name}."
+    try:
+        siblings = list(path.parent.iterdir())
+    except OSError:
+        return 0
+    for p in siblings:
+        # also `..name.<pid>-x.tmp.<pid>-y.tmp`: a nested atomic write into a temporary folder (Store.finding)
+        bare = p.name.lstrip(".")
+        if not (p.name.startswith(".") and bare.startswith(prefix) and p.name.endswith(TEMP_SUFFIX)):
+            continue
+        pid = bare[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and (int(pid) == os.getpid() or _alive(int(pid))):
+            continue  # a write in progress (ours or a live process's)
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else os.unlink(p)
+        removed += 1
+    return removed
+
+
+def _test_delay() -> None:
+    delay = os.environ.get("VISMECH_TEST_WRITE_DELAY")
+    if delay:
+        time.sleep(float(delay))
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     parent = _writable_parent(path)
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=_temp_prefix(path), suffix=TEMP_SUFFIX)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; a result should read like any other file
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        _test_delay()
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -60,12 +115,14 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling folder to fill; it replaces `path` only if the block completes."""
     path = Path(path)
     parent = _writable_parent(path)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp"))
+    remove_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=_temp_prefix(path), suffix=TEMP_SUFFIX))
     try:
         yield tmp
         # mkdtemp makes a 0700 folder and some writers make 0600 files; the result should read like any other
         for p in [tmp, *tmp.rglob("*")]:
             p.chmod((0o777 if p.is_dir() else 0o666) & ~_umask())
+        _test_delay()
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

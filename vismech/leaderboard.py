@@ -160,6 +160,8 @@ def collect(results_dir: str | Path) -> Board:
     board = Board()
     seen: dict[tuple, Path] = {}
     root = Path(results_dir)
+    if not root.is_dir():
+        raise VismechError(f"results folder '{root}' does not exist; give the folder of result records (--results)")
     for path, record in load_records(results_dir):
         key = (_table_key(record), record.method.name, record.method.config_digest, record.seeds.run_seed)
         if key in seen:

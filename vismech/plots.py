@@ -45,3 +45,21 @@ def matrix_figure(matrix: torch.Tensor, title: str, label: str) -> Figure:
     ax.set(title=title, xlabel="class", ylabel="class")
     figure.colorbar(image, ax=ax, label=label)
     return figure
+
+
+def image_grid(columns: Sequence[tuple[str, torch.Tensor]], rows: Sequence[str], title: str) -> Figure:
+    """Rows = prompts (one seed each), columns = settings on the same seeds."""
+    figure = Figure(figsize=(1.1 * len(columns) + 1.4, 0.9 * len(rows) + 0.6))
+    axes = figure.subplots(len(rows), len(columns), squeeze=False)
+    for c, (label, images) in enumerate(columns):
+        for r in range(len(rows)):
+            ax = axes[r][c]
+            ax.imshow(images[r].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(label, fontsize=7)
+            if c == 0:
+                ax.set_ylabel(rows[r], fontsize=6, rotation=0, ha="right", va="center")
+    figure.suptitle(title, fontsize=9)
+    return figure

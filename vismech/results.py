@@ -95,6 +95,8 @@ class Cost(_Strict):
     peak_memory_mb: float = Field(ge=0)
     device: str
     world_size: int = Field(ge=1)
+    # test batches loaded from a killed run's progress files instead of computed (their passes are counted above)
+    resumed_batches: int = Field(default=0, ge=0)
 
 
 class Provenance(_Strict):

@@ -1,11 +1,14 @@
 """One run: config -> subject -> method.fit (cached) -> benchmark under Lightning -> result record -> leaderboard."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import sys
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +28,37 @@ from .registry import METHODS, MODELS, TASKS
 from .results import (Cost, Headline, ItemSet, MethodInfo, MetricResult, ResultRecord, Seeds,
                       SubjectInfo, SweepPoint, provenance, write_record)
 from .seeding import SCHEME
-from .store import Store, finding_key
+from .store import Store, content_key, finding_key
+
+log = logging.getLogger("vismech")
 
 
 def progress_enabled() -> bool:
     """Progress bars for people at a terminal; quiet in CI and in logs."""
     return sys.stderr.isatty() and os.environ.get("CI", "").lower() not in ("1", "true", "yes")
+
+
+def progress_bar(iterable=None, *, total: int | None = None, desc: str = "", unit: str = "it"):
+    """A bar with items done, rate and ETA on stderr for a loop a person waits for outside the trainer (fits,
+    samplers, training); silent under CI=true or when stderr is not a terminal. Use as `with progress_bar(total=n)
+    as bar: ... bar.update(k)`, or wrap an iterable."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not progress_enabled(), leave=False,
+                dynamic_ncols=True)
+
+
+def check_output_folder(key: str, folder: str | os.PathLike) -> Path:
+    """Fail before any work when `folder` could not be created or written (nothing is created here)."""
+    folder = Path(folder)
+    probe = folder.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise VismechError(f"{key}='{folder}' cannot be a folder: '{probe}' is a file; give a writable folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise VismechError(f"{key}='{folder}' is not writable ('{probe}' is read-only); give a writable folder")
+    return folder
 
 
 @dataclass
@@ -50,6 +78,10 @@ def _loggers(cfg: DictConfig) -> list:
 def execute(cfg: DictConfig) -> RunOutcome | None:
     """Run the configured benchmark; returns the record on rank zero (None on other ranks)."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # device banners and tips
+    # under DDP: padded samples are dropped by item id, and the logged values are already synced summaries
+    warnings.filterwarnings("ignore", message=r".*Using `DistributedSampler` with the dataloaders.*")
+    warnings.filterwarnings("ignore", message=r".*sync_dist=True.*when logging on epoch level.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")  # torch 2.13
     task, load_subject = TASKS.get(cfg.task.name), MODELS.get(cfg.model.name)
     started = time.perf_counter()  # after the registries' one-time imports, which are not the run's cost
     seed = cfg.seed
@@ -58,6 +90,14 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
     task_cfg = typed_config(task.Config, _plain(cfg.task), f"task '{task.name}'")
     method = build_method(cfg.method.name, _plain(cfg.method.get("config")), seed=seed, task=task.name)
     strengths = [task.check_strength(method, s) for s in task_cfg.strengths]
+    if hasattr(method, "progress"):  # methods with bars of their own (DiffLens' trajectories and samples)
+        method.progress = progress_enabled()
+    check_output_folder("paths.results_dir", cfg.paths.results_dir)
+    check_output_folder("paths.cache_dir", cfg.paths.cache_dir)
+    if cfg.paths.get("leaderboard"):
+        check_output_folder("paths.leaderboard", Path(cfg.paths.leaderboard).parent)
+    loggers = _loggers(cfg)
+    trainer = _trainer(cfg, loggers)  # before any work: a bad trainer option must not cost a fit
     subject = load_subject(**_plain(cfg.model.get("params")))
     items, fit_data = task.make_items(task_cfg, subject), task.make_fit_data(task_cfg, subject)
 
@@ -77,10 +117,11 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
     eval_start = subject.cost.snapshot()
 
     bench = task(subject, method, finding, strengths, run_seed=seed, task_cfg=task_cfg)
+    bench.cache_dir = Path(cfg.paths.cache_dir)  # generative tasks keep every image there (vismech.generations)
+    progress = Path(cfg.paths.cache_dir) / "progress" / _run_key(task, task_cfg, method, finding, subject, seed, items,
+                                                                  strengths, bench)
+    bench.resume_in(progress)
     loader = DataLoader(items, batch_size=task_cfg.batch_size, shuffle=False)
-    loggers = _loggers(cfg)
-    trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=loggers or False,
-                        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress_enabled())
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for lg in loggers:
         lg.log_hyperparams(resolved)
@@ -88,6 +129,9 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
     if trainer.global_rank != 0:
         close_loggers(loggers)
         return None
+    if bench.batches_all.get("resumed"):
+        log.info("resumed %d of %d batches from %s", bench.batches_all["resumed"],
+                 bench.batches_all["resumed"] + bench.batches_all["computed"], progress)
 
     entry = METHODS.entry(method.name)
     record = ResultRecord(
@@ -101,8 +145,8 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
         sweep=[SweepPoint(strength=s, metrics={n: MetricResult(**m) for n, m in summary.items()})
                for s, summary in zip(strengths, bench.summaries)],
         headline=Headline(strength=bench.headline_strength(), rule=task.headline_rule),
-        cost=_cost(time.perf_counter() - started, fit_cost, fit_reused, eval_start, subject.cost.snapshot(),
-                   bench.device, trainer.world_size),
+        cost=_cost(time.perf_counter() - started, fit_cost, fit_reused, _eval_passes(eval_start, subject, bench),
+                   bench.batches_all.get("resumed", 0), bench.device, trainer.world_size),
         provenance=provenance(),
         config={k: v for k, v in resolved.items() if k not in ("paths", "logger")},
     )
@@ -111,7 +155,54 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
     close_loggers(loggers, path)
     if cfg.paths.get("leaderboard"):
         leaderboard.write(cfg.paths.results_dir, cfg.paths.leaderboard)
+    # only now: a run killed before this point restarts from the finished batches, record and artifacts included
+    _drop_progress(progress)
     return RunOutcome(record, path)
+
+
+def _drop_progress(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        folder.parent.rmdir()  # when no other run's progress is there
+
+
+def _trainer(cfg: DictConfig, loggers: list) -> L.Trainer:
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    options = OmegaConf.to_container(cfg.trainer, resolve=True)
+    try:
+        return L.Trainer(**options, logger=loggers or False, enable_checkpointing=False,
+                         enable_model_summary=False, enable_progress_bar=progress_enabled())
+    except (MisconfigurationException, ValueError, TypeError, ImportError) as exc:  # e.g. tpu without torch_xla
+        first = " ".join(str(exc).split())
+        raise VismechError(f"trainer options {options} rejected by Lightning: {first}") from None
+
+
+def _run_key(task, task_cfg, method, finding, subject, seed, items, strengths, bench) -> str:
+    """Everything that decides a run's item values; the batch size does not (values are per item)."""
+    config = {k: v for k, v in asdict(task_cfg).items() if k != "batch_size"}
+    fingerprints = {name: m.fingerprint() for _, name, m in bench._all_metrics() if hasattr(m, "fingerprint")}
+    return content_key(kind="progress", task=task.name, version=task.version, task_config=config, method=method.name,
+                       method_config=method.config_dict(), finding=finding.digest(), subject=subject.weights_digest,
+                       seed=seed, items=items.digest(), strengths=strengths, metrics=fingerprints,
+                       vismech=_vismech_version())
+
+
+def _vismech_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _eval_passes(start: dict, subject, bench) -> dict:
+    """Passes of the evaluation: this process's outside the test batches, plus every rank's batches, those loaded
+    from a killed run's progress counted at what they cost then, so a resumed or multi-device run reports the
+    passes its result needed."""
+    end = subject.cost.snapshot()
+    local = bench.batch_passes["computed"]
+    every = bench.batch_passes_all or {"computed": dict(local), "resumed": dict(bench.batch_passes["resumed"])}
+    return {k: end[k] - start[k] - local.get(k, 0) + every["computed"].get(k, 0) + every["resumed"].get(k, 0)
+            for k in end}
 
 
 def _fit_device(cfg: DictConfig) -> torch.device:
@@ -127,13 +218,14 @@ def _run_dir(cfg: DictConfig) -> Path:
     return Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path(cfg.paths.runs_dir)
 
 
-def _cost(wall: float, fit: dict, fit_reused: bool, eval_start: dict, eval_end: dict, device: torch.device,
+def _cost(wall: float, fit: dict, fit_reused: bool, eval_passes: dict, resumed: int, device: torch.device,
           world_size: int) -> Cost:
     """Passes this result needed: the evaluation's, plus the fit's as recorded when the finding was made."""
-    passes = {k: eval_end[k] - eval_start[k] + fit[k] for k in eval_end}
+    passes = {k: eval_passes[k] + fit[k] for k in eval_passes}
     return Cost(wall_time_s=wall, fit_time_s=fit["seconds"], fit_reused=fit_reused,
                 fit_forward_passes=fit["forward_passes"], fit_backward_passes=fit["backward_passes"], **passes,
-                peak_memory_mb=peak_memory_mb(device), device=_device_name(device), world_size=world_size)
+                peak_memory_mb=peak_memory_mb(device), device=_device_name(device), world_size=world_size,
+                resumed_batches=resumed)
 
 
 def _device_name(device: torch.device) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from . import __version__
 from .finding import META_FILE, Finding
-from .io import atomic_write_json
+from .io import atomic_directory
 
 COST_FILE = "fit_cost.json"
 
@@ -30,14 +30,16 @@ class Store:
         """Load the finding stored under `key` with the cost of making it, or produce and store both.
 
         `produce` returns (finding, cost). Returns (finding, cost, was_cached): a result that reuses a finding still
-        reports what the finding cost. A folder without its cost file (a run killed between the two writes) is
-        made again."""
+        reports what the finding cost. The finding and its cost appear together (one folder renamed into place),
+        so a run killed at any moment leaves either both or neither; a folder without its cost file (written by an
+        older vismech and interrupted) is made again."""
         path = self.finding_path(key)
         if (path / META_FILE).is_file() and (path / COST_FILE).is_file():
             return Finding.load(path), json.loads((path / COST_FILE).read_text()), True
         finding, cost = produce()
-        finding.save(path)
-        atomic_write_json(path / COST_FILE, cost)
+        with atomic_directory(path) as tmp:
+            finding.save(tmp)
+            (tmp / COST_FILE).write_text(json.dumps(cost, indent=2, sort_keys=True) + "\n")
         return finding, cost, False
 
 

@@ -1,6 +1,7 @@
 """One LightningModule per task."""
 from .base import Benchmark
+from .concept import ConceptBenchmark
 from .neuron_path import NeuronPathBenchmark
 from .pruning import PruningBenchmark
 
-__all__ = ["Benchmark", "NeuronPathBenchmark", "PruningBenchmark"]
+__all__ = ["Benchmark", "ConceptBenchmark", "NeuronPathBenchmark", "PruningBenchmark"]

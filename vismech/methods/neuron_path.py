@@ -470,18 +470,24 @@ def images_to_explain(subject: Subject, data: Mapping[str, Tensor]) -> tuple[Ten
 def batches_to_explain(subject: Subject, data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     """(ids, images, labels) batches of a mapping of tensors, or of an item set read lazily (an image folder of
     50,000 files is never held in memory at once)."""
+    from ..runner import progress_bar
+
     if isinstance(data, Mapping):
         ids, images, labels = images_to_explain(subject, data)
-        for lo in range(0, ids.shape[0], batch_size):
-            yield ids[lo:lo + batch_size], images[lo:lo + batch_size], labels[lo:lo + batch_size]
+        with progress_bar(total=ids.shape[0], desc="fit", unit="img") as bar:
+            for lo in range(0, ids.shape[0], batch_size):
+                yield ids[lo:lo + batch_size], images[lo:lo + batch_size], labels[lo:lo + batch_size]
+                bar.update(min(batch_size, ids.shape[0] - lo))
         return
     if not hasattr(data, "__getitem__") or not hasattr(data, "__len__") or len(data) == 0:
         raise VismechError(f"task '{TASK}' fits on a non-empty item set or a mapping of tensors; got "
                            f"{type(data).__name__}")
     from torch.utils.data import DataLoader
 
-    for batch in DataLoader(data, batch_size=batch_size, shuffle=False):
-        yield images_to_explain(subject, batch)
+    with progress_bar(total=len(data), desc="fit", unit="img") as bar:
+        for batch in DataLoader(data, batch_size=batch_size, shuffle=False):
+            yield images_to_explain(subject, batch)
+            bar.update(len(batch["id"]))
 
 
 # ---------------------------------------------------------------------------------------------------------------

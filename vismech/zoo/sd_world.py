@@ -79,6 +79,17 @@ def assemble(vae, unet, text_encoder, tokenizer):
                                    requires_safety_checker=False)
 
 
+def quiet_loading() -> None:
+    """Loading shipped weights is not news: no per-component progress bars or advice about optional packages."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def load(weights: str | None = None):
     """The pipeline through StableDiffusionPipeline.from_pretrained (fp16 files, fp32 model)."""
     from diffusers import StableDiffusionPipeline
@@ -87,7 +98,8 @@ def load(weights: str | None = None):
     if not (folder / "model_index.json").is_file():
         raise VismechError(f"'{folder}' is not a {NAME} pipeline folder (no model_index.json); pass a folder "
                            f"written by its build")
-    pipe = StableDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32, safety_checker=None,
+    quiet_loading()
+    pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32, safety_checker=None,
                                                    requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -40,7 +40,7 @@ def create(weights: str | Path | None = None):
     if weights.is_dir():
         weights = weights / WEIGHTS_FILE
     if not weights.is_file():
-        raise VismechError(f"weights file '{weights}' does not exist")
+        raise VismechError(f"weights file '{weights}' does not exist; expected a .safetensors file")
     if weights.suffix != ".safetensors":
         raise VismechError(f"weights file '{weights}' must be .safetensors (pickle checkpoints are refused)")
     try:

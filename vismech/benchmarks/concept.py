@@ -1,0 +1,231 @@
+"""concept: erase or amplify one concept of a text-to-image model by editing its weights; judge what it generates.
+
+docs/methods/cad.md and protocols.md. Items are (class prompt, seed) pairs: `per_class` seeds for every class of
+the task, the target among them. Every method and strength generates the same items (per-item seeds from the run
+seed), and a judge classifies each image:
+- `target_accuracy` / `target_prob`: the judge's top-1 accuracy and probability of the target on the target's
+  prompts; an erase method wants them down, an amplify method (its `goal`) up;
+- `other_accuracy`: accuracy on every other class's prompts, which an edit must keep;
+- `clip_t`: CLIP alignment of every image with its prompt; `fid`: against the judge's reference set.
+The headline point is the best target score whose other-class accuracy stays within `quality_budget` of the
+unedited model's on the same items (the unedited images are generated too, and shared by all methods).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..datasets.concepts import ConceptData, world_class_images
+from ..errors import VismechError
+from ..plots import image_grid
+from ..registry import TASKS
+from .generative import GenerativeBenchmark, GenerativeConfig
+
+GOALS = ("erase", "amplify")
+GRID_SEEDS = 2  # seeds per prompt in the run's image grid
+
+
+@dataclass
+class ConceptConfig(GenerativeConfig):
+    target: str = "sandal"  # the concept to erase or amplify: one of `classes`
+    classes: list[str] | None = None  # null: the mini world's garment classes
+    prompt: str | None = None  # template with {} for the class name; null: the mini world's wording ("a sandal")
+    per_class: int = 8  # seeds per class prompt
+    # fit data: DDIM trajectories of the target prompt (erase), and `images` images of the target (amplify; on the
+    # mini track the world's train images of the class, else 0: the model's own samples of the prompt)
+    fit: dict[str, Any] = field(default_factory=lambda: {"seeds": 16, "steps": 25, "guidance_scale": 3.0,
+                                                         "images": 64})
+
+    def validate(self) -> None:
+        super().validate()
+        if self.per_class < 1:
+            raise VismechError(f"task.per_class must be >= 1, got {self.per_class}")
+        names = self.class_names()
+        if self.target not in names:
+            raise VismechError(f"unknown task.target '{self.target}'; known classes: {', '.join(names)}")
+        if self.prompt is not None and "{}" not in self.prompt:
+            raise VismechError(f"task.prompt must hold '{{}}' for the class name, got {self.prompt!r}")
+        unknown = set(self.fit) - {"seeds", "steps", "guidance_scale", "images"}
+        if unknown:
+            raise VismechError(f"unknown task.fit key(s) {sorted(unknown)}; known: guidance_scale, images, seeds, "
+                               f"steps")
+
+    def class_names(self) -> list[str]:
+        from ..datasets.world import CLASSES
+
+        return list(self.classes) if self.classes else list(CLASSES)
+
+    def prompt_of(self, name: str) -> str:
+        if self.prompt is not None:
+            return self.prompt.format(name)
+        from ..zoo.clip_world import describe
+
+        return describe(name)
+
+
+class ConceptItems(Dataset):
+    """Item id = class index * per_class + k: {"id", "label", "prompt"}; the benchmark seeds it from (run seed, id)."""
+
+    def __init__(self, classes: list[str], prompts: list[str], per_class: int, limit: int | None = None):
+        if not classes:
+            raise VismechError("the concept task needs at least one class prompt, got none")
+        self.classes, self.prompts, self.per_class = list(classes), list(prompts), per_class
+        self.size = len(classes) * per_class if limit is None else min(limit, len(classes) * per_class)
+        self.name = f"concept/{len(classes)} prompts x {per_class} seeds" + (f"[:{limit}]" if limit else "")
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        label = index // self.per_class
+        return {"id": index, "label": label, "prompt": self.prompts[label]}
+
+    def digest(self) -> str:
+        content = {"classes": self.classes, "prompts": self.prompts, "per_class": self.per_class, "size": self.size}
+        return hashlib.sha256(json.dumps(content).encode()).hexdigest()
+
+
+@TASKS.register()
+class ConceptBenchmark(GenerativeBenchmark):
+    """Concept erasure / amplification: the judge's accuracy on the target's prompts and on every other's."""
+
+    name = "concept"
+    version = "1"
+    protocol = ("per-class prompts x `per_class` per-item seeds, DDIM with CFG; the judge's top-1 on the target's "
+                "prompts (target_accuracy, target_prob; direction by the method's goal) and on the others' "
+                "(other_accuracy); CLIP-T on every image; FID against the judge's reference set")
+    metric_names = ("target_accuracy", "target_prob", "other_accuracy", "clip_t", "fid")
+    primary_metric = "target_accuracy"
+    headline_rule = ("the sweep point with the best target_accuracy (by the method's goal) whose other_accuracy is "
+                     "at most `quality_budget` below the unedited model's on the same items; else the weakest edit")
+    Config = ConceptConfig
+
+    @classmethod
+    def check_strength(cls, method, strength: float) -> float:
+        return method.check_strength(strength)
+
+    @classmethod
+    def make_items(cls, task_cfg: ConceptConfig, subject):
+        names = task_cfg.class_names()
+        return ConceptItems(names, [task_cfg.prompt_of(n) for n in names], task_cfg.per_class, task_cfg.limit)
+
+    @classmethod
+    def make_fit_data(cls, task_cfg: ConceptConfig, subject) -> ConceptData:
+        fit = {"seeds": 16, "steps": 25, "guidance_scale": 3.0, "images": 0, **task_cfg.fit}
+        names = task_cfg.class_names()
+        images = None
+        if fit["images"] and task_cfg.classes is None:
+            images = world_class_images(task_cfg.target, int(fit["images"]))
+        return ConceptData(task_cfg.prompt_of(task_cfg.target), seeds=tuple(range(int(fit["seeds"]))),
+                           steps=int(fit["steps"]), guidance_scale=float(fit["guidance_scale"]), images=images,
+                           others=tuple(task_cfg.prompt_of(n) for n in names if n != task_cfg.target),
+                           label=task_cfg.target)
+
+    def __init__(self, subject, method, finding, strengths, run_seed, task_cfg: ConceptConfig | None = None):
+        self.goal = getattr(method, "goal", "erase")
+        if self.goal not in GOALS:
+            raise VismechError(f"method '{method.name}' has goal '{self.goal}'; the concept task knows: erase, amplify")
+        task_cfg = task_cfg or ConceptConfig(name=self.name)
+        self.target = task_cfg.class_names().index(task_cfg.target)
+        super().__init__(subject, method, finding, strengths, run_seed, task_cfg)
+        names = task_cfg.class_names()
+        missing = [n for n in names if n not in self.judges.classes]
+        if missing:
+            raise VismechError(f"the judge does not know class(es) {missing}; it knows: "
+                               f"{', '.join(self.judges.classes[:20])}{'...' if len(self.judges.classes) > 20 else ''}")
+        self.judge_index = torch.tensor([self.judges.classes.index(n) for n in names])
+        self.unedited = nn.ModuleDict({n: self.make_metric(n) for n in ("target_accuracy", "target_prob", "other_accuracy")})
+        self.grid_ids = [c * task_cfg.per_class + k for c in range(len(names))
+                         for k in range(min(GRID_SEEDS, task_cfg.per_class))]
+
+    def reference_metrics(self) -> dict:
+        return dict(self.unedited.items())
+
+    def make_metric(self, name: str, **kwargs):
+        if name in ("target_accuracy", "target_prob"):
+            kwargs["direction"] = "lower" if self.goal == "erase" else "higher"
+        return super().make_metric(name, **kwargs)
+
+    def judge(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per image: correct (argmax over all the judge's classes is the prompt's) and the prompt class's prob."""
+        probs = self.judges.classify(images).double().cpu()
+        wanted = self.judge_index[labels]
+        return (probs.argmax(-1) == wanted).double(), probs.gather(1, wanted[:, None]).squeeze(1)
+
+    def score(self, metrics, ids, labels, correct, prob) -> None:
+        on = labels == self.target
+        if on.any():
+            metrics["target_accuracy"].update(ids[on], correct[on])
+            metrics["target_prob"].update(ids[on], prob[on])
+        if (~on).any():
+            metrics["other_accuracy"].update(ids[~on], correct[~on])
+
+    @torch.no_grad()
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        ids, labels, prompts = batch["id"].cpu(), batch["label"].cpu(), list(batch["prompt"])
+        unedited = self.images(ids.tolist(), prompts, None)
+        self.score(self.unedited, ids, labels, *self.judge(unedited, labels))
+        text = self.judges.encode_text(prompts)
+        for i in range(len(self.strengths)):
+            images = unedited if self.is_identity(i) else self.images(ids.tolist(), prompts, i)
+            metrics = self.point_metrics[i]
+            self.score(metrics, ids, labels, *self.judge(images, labels))
+            cosine = (self.judges.encode_image(images) * text).sum(-1).double().cpu()
+            metrics["clip_t"].update(ids, 100 * cosine.clamp_min(0))
+            metrics["fid"].update(ids, self.judges.features(images).double().cpu())
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self.unedited_summary = {n: m.summarize(seed=self.run_seed) for n, m in self.unedited.items()}
+
+    def headline_strength(self) -> float:
+        floor = self.unedited_summary["other_accuracy"]["value"] - self.task_cfg.quality_budget
+        sign = -1 if self.goal == "erase" else 1
+        kept = [(sign * s["target_accuracy"]["value"], -k) for k, s in enumerate(self.summaries)
+                if s["other_accuracy"]["value"] >= floor - 1e-12]
+        if not kept:
+            return min(self.strengths)
+        return self.strengths[-max(kept)[1]]
+
+    # --- pictures ----------------------------------------------------------------------------------------------
+
+    def zeroed(self) -> list[int | None]:
+        count = getattr(self.method, "zeroed", None)
+        return [None if count is None else sum(count(self.finding, s).values()) for s in self.strengths]
+
+    def artifacts(self) -> dict[str, Any]:
+        names = self.task_cfg.class_names()
+        prompts = [self.task_cfg.prompt_of(names[i // self.task_cfg.per_class]) for i in self.grid_ids]
+        columns = [("unedited", self.images(self.grid_ids, prompts, None))] + [
+            (f"{self.method.name} {s:g}", self.images(self.grid_ids, prompts, i)) for i, s in enumerate(self.strengths)]
+        curve = {"strength": self.strengths, "zeroed_weights": self.zeroed(), "goal": self.goal,
+                 "target": names[self.target], "headline_strength": self.headline_strength(),
+                 "unedited": {n: s["value"] for n, s in self.unedited_summary.items()},
+                 **{m: [s[m]["value"] for s in self.summaries] for m in self.metric_names}}
+        return {"concept_grid": image_grid(columns, prompts, f"{self.method.name}: {self.goal} "
+                                                              f"'{names[self.target]}'"),
+                "concept_tradeoff": self.tradeoff_figure(curve), "concept_tradeoff_values": curve}
+
+    def tradeoff_figure(self, curve: dict[str, Any]) -> Figure:
+        figure = Figure(figsize=(5, 3.6))
+        ax = figure.subplots()
+        ax.plot(curve["strength"], curve["target_accuracy"], "o-", label=f"target ({curve['target']}) accuracy")
+        ax.plot(curve["strength"], curve["other_accuracy"], "s--", label="other classes' accuracy")
+        ax.axhline(curve["unedited"]["other_accuracy"] - self.task_cfg.quality_budget, color="grey", lw=0.8,
+                   ls=":", label="quality budget")
+        ax.axvline(curve["headline_strength"], color="tab:red", lw=0.8, label="headline point")
+        ax.set(xlabel=f"strength of {self.method.name}", ylabel="judge accuracy", ylim=(-0.02, 1.02),
+               title=f"{self.goal} '{curve['target']}' on {self.subject.id}")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        return figure
+
