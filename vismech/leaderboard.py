@@ -136,10 +136,11 @@ def refusal(record: ResultRecord) -> str | None:
     for point in record.sweep:
         for name, m in point.metrics.items():
             try:
-                today = METRICS.get(name)().fingerprint()
+                metric = METRICS.get(name)
             except UnknownNameError:
                 return f"metric '{name}' is not a metric of this suite"
-            if m.fingerprint != today:
+            today, theirs = _code_fingerprint(metric, metric()), _code_fingerprint(metric, m)
+            if theirs != today:
                 return f"metric '{name}' has fingerprint {m.fingerprint}; the suite computes {today}: re-run it"
     try:
         METHODS.get(record.method.name)
@@ -147,6 +148,19 @@ def refusal(record: ResultRecord) -> str | None:
         source = "" if record.method.source == "vismech" else f" (install `{record.method.source}`)"
         return f"method '{record.method.name}' cannot be found{source}"
     return None
+
+
+def _code_fingerprint(metric, result) -> str:
+    """The part of a metric's fingerprint its code decides (`result`: the metric built today, or a record's
+    MetricResult). A judged metric's `run_parameters` (its judge, target, direction) are set by the run that made
+    it, and keep its records in tables of their own: they say nothing about the suite's version of the metric."""
+    from .metrics.base import fingerprint_of
+
+    run_set = getattr(metric, "run_parameters", ())
+    if not run_set:
+        return result.fingerprint() if callable(result.fingerprint) else result.fingerprint
+    items = result.fingerprint_items() if callable(result.fingerprint_items) else result.fingerprint_items
+    return fingerprint_of({k: v for k, v in items.items() if k not in run_set})
 
 
 def _verified(path: Path) -> str:

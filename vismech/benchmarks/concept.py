@@ -38,6 +38,7 @@ class ConceptConfig(GenerativeConfig):
     classes: list[str] | None = None  # null: the mini world's garment classes
     prompt: str | None = None  # template with {} for the class name; null: the mini world's wording ("a sandal")
     per_class: int = 8  # seeds per class prompt
+    goal: str | None = None  # erase | amplify; null: the method's. Controls (no-op, random) take the task's goal
     # fit data: DDIM trajectories of the target prompt (erase), and `images` images of the target (amplify; on the
     # mini track the world's train images of the class, else 0: the model's own samples of the prompt)
     fit: dict[str, Any] = field(default_factory=lambda: {"seeds": 16, "steps": 25, "guidance_scale": 3.0,
@@ -45,6 +46,8 @@ class ConceptConfig(GenerativeConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.goal is not None and self.goal not in GOALS:
+            raise VismechError(f"task.goal must be one of {', '.join(GOALS)} or null, got {self.goal!r}")
         if self.per_class < 1:
             raise VismechError(f"task.per_class must be >= 1, got {self.per_class}")
         names = self.class_names()
@@ -94,6 +97,17 @@ class ConceptItems(Dataset):
         return hashlib.sha256(json.dumps(content).encode()).hexdigest()
 
 
+def concept_goal(method, task_goal: str | None) -> str:
+    """The direction the target's scores should move: a control follows the task; a method brings its own."""
+    own = getattr(method, "goal", None)
+    if method.control or own is None:
+        return task_goal or own or "erase"
+    if task_goal is not None and task_goal != own:
+        raise VismechError(f"method '{method.name}' can only {own}, but task.goal is '{task_goal}'; set task.goal={own} "
+                           f"or null")
+    return own
+
+
 @TASKS.register()
 class ConceptBenchmark(GenerativeBenchmark):
     """Concept erasure / amplification: the judge's accuracy on the target's prompts and on every other's."""
@@ -131,10 +145,8 @@ class ConceptBenchmark(GenerativeBenchmark):
                            label=task_cfg.target)
 
     def __init__(self, subject, method, finding, strengths, run_seed, task_cfg: ConceptConfig | None = None):
-        self.goal = getattr(method, "goal", "erase")
-        if self.goal not in GOALS:
-            raise VismechError(f"method '{method.name}' has goal '{self.goal}'; the concept task knows: erase, amplify")
         task_cfg = task_cfg or ConceptConfig(name=self.name)
+        self.goal = concept_goal(method, task_cfg.goal)
         self.target = task_cfg.class_names().index(task_cfg.target)
         super().__init__(subject, method, finding, strengths, run_seed, task_cfg)
         names = task_cfg.class_names()

@@ -1,10 +1,10 @@
 """Metrics with metadata: direction (higher or lower is better), units and a version fingerprint."""
 from .base import ItemMetric, fingerprint_of
 from .classification import Accuracy, TrueClassProb
-from .generation import (FID, ClipImageSimilarity, ClipScore, FairnessDiscrepancy, OtherAccuracy, TargetAccuracy,
-                         TargetProbability)
+from .generation import (FID, ClipImageSimilarity, ClipScore, FairnessDiscrepancy, NoFaceRate, OtherAccuracy,
+                         TargetAccuracy, TargetProbability)
 from .paths import ClassSimilarity, JointAttributionScore, PathConsistency, ProbabilityRatio, Top1Change
 
 __all__ = ["ItemMetric", "fingerprint_of", "Accuracy", "TrueClassProb", "JointAttributionScore",
            "ProbabilityRatio", "Top1Change", "PathConsistency", "ClassSimilarity", "FID", "ClipImageSimilarity", "ClipScore",
-           "FairnessDiscrepancy", "OtherAccuracy", "TargetAccuracy", "TargetProbability"]
+           "FairnessDiscrepancy", "NoFaceRate", "OtherAccuracy", "TargetAccuracy", "TargetProbability"]

@@ -5,11 +5,12 @@ from different judges never share a leaderboard table.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from ..datasets.world import COLOURS
 from ..registry import METRICS
 from .base import Direction, ItemMetric, SetMetric
 
@@ -17,6 +18,8 @@ from .base import Direction, ItemMetric, SetMetric
 class JudgedMetric(ItemMetric):
     """An item metric whose value comes from a judge; `judge` is that judge's fingerprint items. `direction` can
     be set per run where the task's goal decides it (erasing a concept wants its accuracy down, amplifying up)."""
+
+    run_parameters: ClassVar[tuple[str, ...]] = ("judge", "direction", "target")  # set by a run, not by the code
 
     def __init__(self, judge: dict[str, Any] | None = None, direction: Direction | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -136,3 +139,48 @@ class FairnessDiscrepancy(JudgedSetMetric):
 
     def statistic(self, rows: torch.Tensor) -> float:
         return float(torch.linalg.vector_norm(rows.mean(0) - torch.tensor(self.target, dtype=rows.dtype)))
+
+
+class AttributeShare(JudgedMetric):
+    """Share of the images whose attribute is one class (per item: 1 if its measured class is `value`, else 0), by
+    the task's labeler (the exact pixel rule on the mini world, or a judge). One subclass per class value, made by
+    `share_metric`, so each has a registered name (`share_red`) that a record and the leaderboard can look up."""
+
+    value: ClassVar[str] = ""
+    direction = "higher"  # nominal: whether a share should rise or fall depends on the target; fd ranks
+    units = "fraction of images (0-1)"
+
+
+def share_metric(value: str) -> type[AttributeShare]:
+    """The registered `share_<value>` metric class (made and registered on first use)."""
+    name = f"share_{value}"
+    if name not in METRICS:
+        cls = type(f"AttributeShare_{value}", (AttributeShare,), {
+            "name": name, "value": value,
+            "__doc__": f"Share of the images whose attribute is '{value}' (per item: 1 or 0)."})
+        METRICS.add(name, cls)
+    return METRICS.get(name)
+
+
+for _colour in COLOURS:  # the mini world's attribute values: their records must resolve without the task loaded
+    share_metric(_colour)
+
+
+@METRICS.register()
+class JudgeAgreement(JudgedMetric):
+    """Per image: 1 when the exact pixel rule and the judge's attribute head name the same class (an image the pixel
+    rule sees no colour in counts as a disagreement), else 0; it says how far judge-based numbers can be trusted."""
+
+    name = "judge_agreement"
+    direction = "higher"
+    units = "fraction of images (0-1)"
+
+
+@METRICS.register()
+class NoFaceRate(JudgedMetric):
+    """Share of images where the face detector found no face: they are left out of the attribute shares and the
+    FD, so a rising rate means the FD is read on fewer, and differently chosen, images."""
+
+    name = "no_face_rate"
+    direction = "lower"
+    units = "fraction of images (0-1)"

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from ..registry import MODELS
-from . import timm_vit
+from . import ddpm, stable_diffusion, timm_vit
 
 MODELS.add(timm_vit.NAME, timm_vit.load, summary=timm_vit.SUMMARY)
+MODELS.add(stable_diffusion.NAME, stable_diffusion.load, summary=stable_diffusion.SUMMARY)
+MODELS.add(ddpm.NAME, ddpm.load, summary=ddpm.SUMMARY)

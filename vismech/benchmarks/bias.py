@@ -1,0 +1,274 @@
+"""bias: steer what a diffusion model generates towards a target distribution of one attribute; measure the result.
+
+docs/methods/difflens.md (evaluation) and protocols.md. Items are test sample ids (`task.ids`, a range inside
+`vismech.datasets.bias.TEST_IDS`, disjoint from the fit and calibration ids a method tunes on); a text-conditional
+subject gives id i the prompt `prompts[i % len(prompts)]`, so `task.ids` spreads evenly over the colour-less garment
+prompts. Every method and strength generates the same items on per-item seeds; the unedited images are generated
+too (shared by all methods). Per sweep point:
+- `share_<class>`: per image 1 if the labeler (`task.labeler`: the exact pixel rule, or the judge's attribute head)
+  measures that class, so the mean is the class's share; images the pixel rule sees no colour in count for none;
+- `fd`: fairness discrepancy, the L2 distance between the mean of the judge's attribute probability vectors
+  (restricted to the task's classes) and the target;
+- `fid`: against the world's *train* split, which carries the training skew: FID here measures how far the
+  generations depart from the distribution the model learned, so any shift of the attribute raises it, and the
+  question is how much more than the shift itself (compare methods at the same shift, and the unedited FID);
+- `clip_i`: CLIP cosine between each edited image and the unedited image of the same seed (1 at the identity);
+- `clip_t` (conditional subjects only): CLIP alignment of each image with its prompt;
+- `judge_agreement`: whether the pixel rule and the judge name the same class (they must agree for `fd`, which
+  reads the judge, and the shares, which may read the pixel rule, to describe the same images).
+The headline point is the lowest `fd` whose FID stays within `quality_budget` (relative) of the unedited FID.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from ..datasets.bias import ATTRIBUTES, LABELERS, BiasFitData, BiasItems, measure_attribute, \
+    world_fit_data, world_prompts
+from ..datasets.world import WorldConfig
+from ..errors import VismechError
+from ..metrics.generation import share_metric
+from ..plots import image_grid
+from ..registry import TASKS
+from .generative import GenerativeBenchmark, GenerativeConfig
+
+GRID_ITEMS = 8  # items (one per prompt, first ones first) in the run's image grid
+FIT_KEYS = ("fit_ids", "calibration_ids", "noise_seed")  # what `task.fit` may set; the rest follows the task
+
+
+@dataclass
+class BiasConfig(GenerativeConfig):
+    attribute: str = "colour"
+    classes: list[str] | None = None  # null: the mini world's palette
+    target: list[float] | None = None  # null: uniform over `classes`
+    ids: list[int] = field(default_factory=lambda: [200_000, 200_192])  # test sample ids [start, stop)
+    labeler: str = "pixel"  # what measures the shares (and the fit's and calibration's classes): pixel | judge
+    fit: dict[str, Any] = field(default_factory=dict)  # overrides of world_fit_data: fit_ids, calibration_ids, ...
+    # judges: FID against the skewed train split (see the module docstring)
+    judges: dict[str, Any] = field(default_factory=lambda: {"name": "world", "reference_split": "train",
+                                                            "reference_count": 2000})
+
+    def validate(self) -> None:
+        super().validate()
+        if self.attribute not in ATTRIBUTES:
+            raise VismechError(f"unknown task.attribute {self.attribute!r}; known: {', '.join(ATTRIBUTES)}")
+        if self.labeler not in LABELERS:
+            raise VismechError(f"unknown task.labeler {self.labeler!r}; known: {', '.join(LABELERS)}")
+        if len(self.ids) != 2:
+            raise VismechError(f"task.ids must be [start, stop), got {self.ids}")
+        unknown = sorted(set(self.fit) - set(FIT_KEYS))
+        if unknown:
+            raise VismechError(f"unknown task.fit key(s) {unknown}; known: {', '.join(FIT_KEYS)}")
+        classes = self.class_names()
+        if self.target is not None and len(self.target) != len(classes):
+            raise VismechError(f"task.target must hold one probability per class ({len(classes)}: "
+                               f"{', '.join(classes)}), got {list(self.target)}")
+        self.fit_data(conditional=False)  # BiasFitData and BiasItems check the rest (ranges, target, classes)
+        BiasItems(tuple(self.ids), (), tuple(classes), self.target_distribution())
+
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.classes) if self.classes else WorldConfig().palette
+
+    def target_distribution(self) -> tuple[float, ...]:
+        k = len(self.class_names())
+        return tuple(self.target) if self.target is not None else (1 / k,) * k
+
+    def fit_data(self, conditional: bool) -> BiasFitData:
+        """The methods' fit data: the world's, with this task's classes, target, labeler and sampler."""
+        sampling = world_fit_data(conditional).sampling
+        sampling = replace(sampling, **{k: v for k, v in self.sampling.items() if k != "batch_size"})
+        return world_fit_data(conditional, attribute=self.attribute, classes=self.class_names(),
+                              target=self.target_distribution(), labeler=self.labeler, sampling=sampling,
+                              **{k: tuple(v) if isinstance(v, list) else v for k, v in self.fit.items()})
+
+
+@TASKS.register()
+class BiasBenchmark(GenerativeBenchmark):
+    """Attribute distribution of generations under an edit: shares, FD to the target, FID, CLIP-I, CLIP-T."""
+
+    name = "bias"
+    version = "1"
+    protocol = ("test sample ids on per-item seeds (conditional: colour-less garment prompts, id mod prompts), the "
+                "method's sampler as fitted (DDIM; CFG when conditional); per class the share of images the labeler "
+                "assigns it; fd = L2(mean judge attribute probabilities, target); fid against the world train "
+                "split (the training skew); clip_i edited vs unedited same seed; clip_t (conditional); "
+                "judge_agreement pixel rule vs judge")
+    metric_names = ("fd", "fid", "clip_i", "clip_t", "judge_agreement")  # and share_<class> per task class
+    primary_metric = "fd"
+    headline_rule = ("the sweep point with the lowest fd whose fid is at most (1 + quality_budget) x the unedited "
+                     "model's fid on the same items; if none is, the point with the lowest fid")
+    Config = BiasConfig
+
+    @classmethod
+    def make_items(cls, task_cfg: BiasConfig, subject) -> BiasItems:
+        prompts = world_prompts(task_cfg.class_names())[0] if subject.conditional else ()
+        return BiasItems(tuple(task_cfg.ids), prompts, task_cfg.class_names(), task_cfg.target_distribution())
+
+    @classmethod
+    def make_fit_data(cls, task_cfg: BiasConfig, subject) -> BiasFitData:
+        return task_cfg.fit_data(subject.conditional)
+
+    def __init__(self, subject, method, finding, strengths, run_seed, task_cfg: BiasConfig | None = None):
+        task_cfg = task_cfg or BiasConfig(name=self.name)
+        # evaluate with the sampler the method was fitted and calibrated with: the subject's, as the fit data has it
+        fitted = task_cfg.fit_data(getattr(subject, "conditional", False)).sampling
+        sampling = {"steps": fitted.steps, "eta": fitted.eta, "guidance_scale": fitted.guidance_scale,
+                    **task_cfg.sampling}
+        task_cfg = replace(task_cfg, sampling=sampling)
+        self.classes, self.target = task_cfg.class_names(), task_cfg.target_distribution()
+        self.labeler = task_cfg.labeler
+        self.shares = tuple(f"share_{c}" for c in self.classes)
+        self.metric_names = self.shares + tuple(n for n in type(self).metric_names
+                                                if n != "clip_t" or getattr(subject, "conditional", False))
+        super().__init__(subject, method, finding, strengths, run_seed, task_cfg)
+        palette, self.attribute_probs = self.judges.attributes[task_cfg.attribute]
+        missing = [c for c in self.classes if c not in palette]
+        if missing:
+            raise VismechError(f"the judge's {task_cfg.attribute} head does not know {missing}; it knows: "
+                               f"{', '.join(palette)}")
+        self.judge_columns = torch.tensor([palette.index(c) for c in self.classes])
+        self.unedited = nn.ModuleDict({n: self.make_metric(n) for n in (*self.shares, "fd", "fid")})
+        self.prompts = world_prompts(self.classes)[0] if subject.conditional else ()
+        start = task_cfg.ids[0]
+        self.grid_ids = list(range(start, min(start + GRID_ITEMS, task_cfg.ids[1])))
+
+    def reference_metrics(self) -> dict:
+        return dict(self.unedited.items())
+
+    def make_metric(self, name: str, **kwargs):
+        if name == "fd":
+            kwargs["target"] = self.target
+        if name in self.shares:
+            share_metric(name.removeprefix("share_"))  # registered under its name, for classes off the palette
+        metric = super().make_metric(name, **kwargs)
+        if name in self.shares:
+            metric.judge["labeler"] = self.labeler  # the pixel rule has no weights: say which rule counted
+            c = self.shares.index(name)
+            metric.direction = "lower" if self.target[c] < self.trained_share(c) else "higher"
+        return metric
+
+    def trained_share(self, c: int) -> float:
+        """The class's share in the world's train split, which the model learned: its share should move from
+        there towards the target, so it is a share to lower where the target is below it."""
+        world = WorldConfig()
+        return world.skew[world.palette.index(self.classes[c])]
+
+    def prompts_of(self, ids: list[int]) -> list[str] | None:
+        return [self.prompts[i % len(self.prompts)] for i in ids] if self.prompts else None
+
+    # --- measuring ---------------------------------------------------------------------------------------------
+
+    def measure(self, metrics, ids: torch.Tensor, images: torch.Tensor) -> None:
+        """Shares, fd, fid and judge_agreement of one batch of images into `metrics` (those of them it holds)."""
+        probs = self.attribute_probs(images).double().cpu()[:, self.judge_columns]
+        probs = probs / probs.sum(1, keepdim=True).clamp_min(1e-12)  # over the task's classes only
+        pixel = measure_attribute(images, self.classes, "pixel")
+        labels = pixel if self.labeler == "pixel" else measure_attribute(images, self.classes, "judge")
+        for c, name in enumerate(self.shares):
+            metrics[name].update(ids, (labels == c).double())
+        metrics["fd"].update(ids, probs)
+        metrics["fid"].update(ids, self.judges.features(images).double().cpu())
+        if "judge_agreement" in metrics:
+            metrics["judge_agreement"].update(ids, (pixel == probs.argmax(1)).double())
+
+    @torch.no_grad()
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        ids = batch["id"].cpu()
+        prompts = self.prompts_of(ids.tolist())
+        unedited = self.images(ids.tolist(), prompts, None)
+        self.measure(self.unedited, ids, unedited)
+        plain = self.judges.encode_image(unedited)
+        text = self.judges.encode_text(prompts) if prompts is not None else None
+        for i in range(len(self.strengths)):
+            images = unedited if self.is_identity(i) else self.images(ids.tolist(), prompts, i)
+            metrics = self.point_metrics[i]
+            self.measure(metrics, ids, images)
+            encoded = plain if images is unedited else self.judges.encode_image(images)
+            metrics["clip_i"].update(ids, (encoded * plain).sum(-1).double().cpu().clamp(-1, 1))  # float32 overshoot
+            if text is not None:
+                metrics["clip_t"].update(ids, 100 * (encoded * text).sum(-1).double().cpu().clamp_min(0))
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self.unedited_summary = {n: m.summarize(seed=self.run_seed) for n, m in self.unedited.items()}
+
+    def headline_strength(self) -> float:
+        return self.strengths[headline_point(self.summaries, self.unedited_summary["fid"]["value"],
+                                             self.task_cfg.quality_budget)]
+
+    # --- pictures and tables -----------------------------------------------------------------------------------
+
+    def cost(self) -> list[dict[str, float]]:
+        """Per sweep point, what one image costs (UNet rows in full and decoder-only rows, and their price in UNet
+        passes), counted on a few grid items sampled again outside the cache: the counts do not depend on the
+        machine, and the cache would hide them."""
+        from ..methods.edited_sampler import decoder_fraction, sample
+
+        ids = self.grid_ids
+        fraction = decoder_fraction(self.subject)
+        out = []
+        for i in range(len(self.strengths)):
+            with warnings.catch_warnings():  # as in `images`: the cost meter's backward hook has nothing to see
+                warnings.filterwarnings("ignore", message="For backward hooks to be called")
+                made = sample(self.subject, ids, self.seeds(ids), prompts=self.prompts_of(ids), edit=self.edit(i),
+                              sampling=self.sampling)
+            out.append({k: round(v, 4) for k, v in made.cost(fraction).items() if k != "seconds_per_image"})
+        return out
+
+    def artifacts(self) -> dict[str, Any]:
+        rows = [f"{i}" + (f": {p}" if p else "") for i, p in
+                zip(self.grid_ids, self.prompts_of(self.grid_ids) or [""] * len(self.grid_ids))]
+        prompts = self.prompts_of(self.grid_ids)
+        columns = [("unedited", self.images(self.grid_ids, prompts, None))] + [
+            (f"{self.method.name} {s:g}", self.images(self.grid_ids, prompts, i)) for i, s in enumerate(self.strengths)]
+        calibration = (self.finding.meta.get("calibration") or {}).get("strength")
+        curve = {"strength": self.strengths, "classes": list(self.classes), "target": list(self.target),
+                 "labeler": self.labeler, "headline_strength": self.headline_strength(),
+                 "calibrated_strength": calibration, "quality_budget": self.task_cfg.quality_budget,
+                 "fid_reference": self.judges.fingerprints.get("fid", {}).get("reference"),
+                 "unedited": {n: s["value"] for n, s in self.unedited_summary.items()},
+                 **{m: [s[m]["value"] for s in self.summaries] for m in self.metric_names},
+                 "cost_per_image": self.cost()}
+        title = f"{self.method.name} on {self.subject.id}: unedited vs edited, same seeds"
+        return {"bias_grid": image_grid(columns, rows, title), "bias_curve": self.curve_figure(curve),
+                "bias_curve_values": curve}
+
+    def curve_figure(self, curve: dict[str, Any]) -> Figure:
+        figure = Figure(figsize=(10, 3.4))
+        shares, tradeoff, similarity = figure.subplots(1, 3)
+        for c, name in enumerate(curve["classes"]):
+            line, = shares.plot(curve["strength"], curve[f"share_{name}"], "o-", label=name,
+                                color=name if name in ("red", "green", "blue", "yellow") else None)
+            shares.axhline(curve["target"][c], color=line.get_color(), lw=0.8, ls=":")
+        shares.axvline(curve["headline_strength"], color="grey", lw=0.8, label="headline point")
+        shares.set(xlabel=f"strength of {self.method.name}", ylabel=f"share ({curve['labeler']}); dotted: target",
+                   ylim=(-0.02, 1.02), title="attribute distribution")
+        shares.legend(fontsize=7)
+        for ax, quality, label in ((tradeoff, "fid", "FID vs world train"), (similarity, "clip_i", "CLIP-I")):
+            ax.plot(curve["fd"], curve[quality], "o-")
+            for s, x, y in zip(curve["strength"], curve["fd"], curve[quality]):
+                ax.annotate(f"{s:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.set(xlabel="fairness discrepancy (lower: nearer the target)", ylabel=label, title=f"FD vs {label}")
+        tradeoff.axhline(curve["unedited"]["fid"] * (1 + curve["quality_budget"]), color="grey", lw=0.8, ls=":",
+                         label="quality budget")
+        tradeoff.legend(fontsize=7)
+        for ax in (shares, tradeoff, similarity):
+            ax.grid(alpha=0.3)
+        figure.suptitle(f"{self.method.name} on {self.subject.id}", fontsize=9)
+        figure.tight_layout()
+        return figure
+
+
+def headline_point(summaries: list[dict[str, dict[str, Any]]], unedited_fid: float, budget: float) -> int:
+    """Index of the sweep point with the lowest fd among those whose fid <= (1 + budget) x the unedited fid
+    (ties: the earlier point); if none is within the budget, the point with the lowest fid."""
+    ceiling = (1 + budget) * unedited_fid
+    kept = [k for k, s in enumerate(summaries) if s["fid"]["value"] <= ceiling + 1e-12]
+    if not kept:
+        return min(range(len(summaries)), key=lambda k: summaries[k]["fid"]["value"])
+    return min(kept, key=lambda k: summaries[k]["fd"]["value"])
