@@ -68,7 +68,10 @@ class RunOutcome:
 
 
 def _plain(node: Any) -> dict:
-    return {} if node is None else OmegaConf.to_container(node, resolve=True)
+    if node is None:
+        return {}
+    # an interpolation such as ${oc.select:key,{}} resolves to a plain dict, not a config node
+    return dict(node) if isinstance(node, dict) else OmegaConf.to_container(node, resolve=True)
 
 
 def _loggers(cfg: DictConfig) -> list:

@@ -17,6 +17,13 @@ too (shared by all methods). Per sweep point:
 - `judge_agreement`: whether the pixel rule and the judge name the same class (they must agree for `fd`, which
   reads the judge, and the shares, which may read the pixel rule, to describe the same images).
 The headline point is the lowest `fd` whose FID stays within `quality_budget` (relative) of the unedited FID.
+
+Paper track: the attribute is the paper judge's (FairFace: gender, age, race, with the groups as `classes`), the
+labeler is that judge, and conditional prompts are the card's templates (`prompts`, with one {} for the attribute
+word: "A face of a {} nurse" samples "A face of a nurse", and prompt augmentation fills the word in). There is no
+pixel rule: `judge_agreement` gives way to `no_face_rate`, the share of images the face crop finds no face in,
+which are left out of the shares and the fd (policy "drop"). FID reads the paper's Inception features against the
+card's reference folder.
 """
 from __future__ import annotations
 
@@ -28,14 +35,16 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from ..datasets.bias import ATTRIBUTES, LABELERS, BiasFitData, BiasItems, measure_attribute, \
+from ..datasets.bias import ATTRIBUTES, LABELERS, BiasFitData, BiasItems, measure_attribute, template_prompts, \
     world_fit_data, world_prompts
 from ..datasets.world import WorldConfig
 from ..errors import VismechError
+from ..metrics.base import fingerprint_of
 from ..metrics.generation import share_metric
 from ..plots import image_grid
 from ..registry import TASKS
 from .generative import GenerativeBenchmark, GenerativeConfig
+from .judges import Judges, load_judges
 
 GRID_ITEMS = 8  # items (one per prompt, first ones first) in the run's image grid
 FIT_KEYS = ("fit_ids", "calibration_ids", "noise_seed")  # what `task.fit` may set; the rest follows the task
@@ -43,11 +52,16 @@ FIT_KEYS = ("fit_ids", "calibration_ids", "noise_seed")  # what `task.fit` may s
 
 @dataclass
 class BiasConfig(GenerativeConfig):
-    attribute: str = "colour"
-    classes: list[str] | None = None  # null: the mini world's palette
+    attribute: str = "colour"  # the world's colour (mini), or the paper judge's gender | age | race
+    classes: list[str] | None = None  # null: the mini world's palette; a judge's attribute names its groups here
     target: list[float] | None = None  # null: uniform over `classes`
     ids: list[int] = field(default_factory=lambda: [200_000, 200_192])  # test sample ids [start, stop)
     labeler: str = "pixel"  # what measures the shares (and the fit's and calibration's classes): pixel | judge
+    # conditional subjects: test prompt templates with one {} for the attribute word ("A face of a {} nurse"); the
+    # sampled prompt leaves the word out. null: the world's colour-less garment prompts
+    prompts: list[str] | None = None
+    fit_prompts: list[str] | None = None  # templates the conditional fits pair classes in; null: `prompts`
+    class_words: dict[str, str] | None = None  # each class's word in the templates; null: the class name
     fit: dict[str, Any] = field(default_factory=dict)  # overrides of world_fit_data: fit_ids, calibration_ids, ...
     # judges: FID against the skewed train split (see the module docstring)
     judges: dict[str, Any] = field(default_factory=lambda: {"name": "world", "reference_split": "train",
@@ -55,10 +69,14 @@ class BiasConfig(GenerativeConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.attribute not in ATTRIBUTES:
+        world = self.judges.get("name", "world") == "world"
+        if world and self.attribute not in ATTRIBUTES:
             raise VismechError(f"unknown task.attribute {self.attribute!r}; known: {', '.join(ATTRIBUTES)}")
         if self.labeler not in LABELERS:
             raise VismechError(f"unknown task.labeler {self.labeler!r}; known: {', '.join(LABELERS)}")
+        if self.labeler == "pixel" and self.attribute not in ATTRIBUTES:
+            raise VismechError(f"task.labeler=pixel measures only the world's {', '.join(ATTRIBUTES)}; attribute "
+                               f"{self.attribute!r} is measured by its judge: set task.labeler=judge")
         if len(self.ids) != 2:
             raise VismechError(f"task.ids must be [start, stop), got {self.ids}")
         unknown = sorted(set(self.fit) - set(FIT_KEYS))
@@ -68,23 +86,88 @@ class BiasConfig(GenerativeConfig):
         if self.target is not None and len(self.target) != len(classes):
             raise VismechError(f"task.target must hold one probability per class ({len(classes)}: "
                                f"{', '.join(classes)}), got {list(self.target)}")
+        missing = sorted(set(self.class_words or {}) ^ set(classes)) if self.class_words else []
+        if missing:
+            raise VismechError(f"task.class_words must name a word for each class ({', '.join(classes)}), "
+                               f"got {dict(self.class_words)}")
+        for templates in (self.prompts, self.fit_prompts):
+            if templates is not None:
+                template_prompts(templates, self.words())
         self.fit_data(conditional=False)  # BiasFitData and BiasItems check the rest (ranges, target, classes)
-        BiasItems(tuple(self.ids), (), tuple(classes), self.target_distribution())
+        BiasItems(tuple(self.ids), (), tuple(classes), self.target_distribution(), self.attribute)
 
     def class_names(self) -> tuple[str, ...]:
-        return tuple(self.classes) if self.classes else WorldConfig().palette
+        if self.classes:
+            return tuple(self.classes)
+        if self.attribute in ATTRIBUTES:
+            return WorldConfig().palette
+        raise VismechError(f"task.classes must name the classes of attribute {self.attribute!r} (its judge's groups, "
+                           f"e.g. gender: [male, female]; age: ['0-19', '20-59', '60+']; race: [White, Black, "
+                           f"Asian, Indian])")
+
+    def words(self) -> tuple[str, ...]:
+        return tuple((self.class_words or {}).get(c, c) for c in self.class_names())
 
     def target_distribution(self) -> tuple[float, ...]:
         k = len(self.class_names())
         return tuple(self.target) if self.target is not None else (1 / k,) * k
 
-    def fit_data(self, conditional: bool) -> BiasFitData:
-        """The methods' fit data: the world's, with this task's classes, target, labeler and sampler."""
+    def conditional_prompts(self, templates: list[str] | None) -> tuple[tuple, tuple]:
+        """(prompts without the attribute word, each with every class's word) from templates, or the world's."""
+        if templates is not None:
+            return template_prompts(templates, self.words())
+        if self.attribute not in ATTRIBUTES:
+            raise VismechError(f"a text-conditional subject needs task.prompts (templates with one {{}} for the "
+                               f"{self.attribute} word) for attribute {self.attribute!r}")
+        return world_prompts(self.class_names())
+
+    def test_prompts(self, conditional: bool) -> tuple[str, ...]:
+        return self.conditional_prompts(self.prompts)[0] if conditional else ()
+
+    def fit_data(self, conditional: bool, judges: Judges | None = None) -> BiasFitData:
+        """The methods' fit data: the world's sampler defaults overridden by this task's sampling, with this task's
+        classes, target, prompts and labeler (a judge labels through `judges`' attribute head)."""
         sampling = world_fit_data(conditional).sampling
         sampling = replace(sampling, **{k: v for k, v in self.sampling.items() if k != "batch_size"})
-        return world_fit_data(conditional, attribute=self.attribute, classes=self.class_names(),
-                              target=self.target_distribution(), labeler=self.labeler, sampling=sampling,
-                              **{k: tuple(v) if isinstance(v, list) else v for k, v in self.fit.items()})
+        extra: dict[str, Any] = {}
+        if conditional:
+            extra["prompts"], extra["attribute_prompts"] = self.conditional_prompts(self.fit_prompts or self.prompts)
+            if self.fit_prompts is not None:  # the test prompts' wordings, for prompt augmentation
+                extra["wordings"] = tuple(zip(*self.conditional_prompts(self.prompts)))
+        if self.labeler == "judge" and judges is not None:
+            extra["label_fn"], extra["judge"] = judge_labeler(judges, self.attribute, self.class_names())
+        return BiasFitData(attribute=self.attribute, classes=self.class_names(), target=self.target_distribution(),
+                           labeler=self.labeler, sampling=sampling, **extra,
+                           **{k: tuple(v) if isinstance(v, list) else v for k, v in self.fit.items()})
+
+
+def judge_columns(judges: Judges, attribute: str, classes: tuple[str, ...]) -> tuple[torch.Tensor, Any]:
+    """(the judge's column of each class, its probs fn) for `attribute`; a class it does not know fails here."""
+    if attribute not in judges.attributes:
+        raise VismechError(f"the judges have no {attribute!r} head; they have: {', '.join(judges.attributes) or 'none'}"
+                           f" (the paper track's attribute judge is task.judges.attribute=/path/to/fairface.pt)")
+    groups, probs = judges.attributes[attribute]
+    missing = [c for c in classes if c not in groups]
+    if missing:
+        raise VismechError(f"the judge's {attribute} head does not know {missing}; it knows: {', '.join(groups)}")
+    return torch.tensor([groups.index(c) for c in classes]), probs
+
+
+def judged(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """From (N, K) probabilities over the task's classes (a zero row: the judge saw no face): (rows renormalised
+    over the classes, each image's class or -1, whether it was judged)."""
+    mass = probs.sum(1, keepdim=True)
+    found = mass.squeeze(1) > 0.5
+    probs = probs / mass.clamp_min(1e-12)
+    return probs, torch.where(found, probs.argmax(1), -1), found
+
+
+def judge_labeler(judges: Judges, attribute: str, classes: tuple[str, ...]) -> tuple[Any, str]:
+    """(images -> class index or -1, the judge's fingerprint) for fit data labelled by the task's judge."""
+    columns, probs = judge_columns(judges, attribute, classes)
+    role = "attribute" if "attribute" in judges.fingerprints else "classifier"
+    return (lambda images: judged(probs(images).double().cpu()[:, columns])[1],
+            fingerprint_of(judges.fingerprints.get(role, {})))
 
 
 @TASKS.register()
@@ -98,7 +181,8 @@ class BiasBenchmark(GenerativeBenchmark):
                 "assigns it; fd = L2(mean judge attribute probabilities, target); fid against the world train "
                 "split (the training skew); clip_i edited vs unedited same seed; clip_t (conditional); "
                 "judge_agreement pixel rule vs judge")
-    metric_names = ("fd", "fid", "clip_i", "clip_t", "judge_agreement")  # and share_<class> per task class
+    # and share_<class> per task class, and judge_agreement (world) or no_face_rate (paper)
+    metric_names = ("fd", "fid", "clip_i", "clip_t")
     primary_metric = "fd"
     headline_rule = ("the sweep point with the lowest fd whose fid is at most (1 + quality_budget) x the unedited "
                      "model's fid on the same items; if none is, the point with the lowest fid")
@@ -106,12 +190,13 @@ class BiasBenchmark(GenerativeBenchmark):
 
     @classmethod
     def make_items(cls, task_cfg: BiasConfig, subject) -> BiasItems:
-        prompts = world_prompts(task_cfg.class_names())[0] if subject.conditional else ()
-        return BiasItems(tuple(task_cfg.ids), prompts, task_cfg.class_names(), task_cfg.target_distribution())
+        return BiasItems(tuple(task_cfg.ids), task_cfg.test_prompts(subject.conditional), task_cfg.class_names(),
+                         task_cfg.target_distribution(), task_cfg.attribute)
 
     @classmethod
     def make_fit_data(cls, task_cfg: BiasConfig, subject) -> BiasFitData:
-        return task_cfg.fit_data(subject.conditional)
+        judges = load_judges(task_cfg.judges) if task_cfg.labeler == "judge" else None
+        return task_cfg.fit_data(subject.conditional, judges)
 
     def __init__(self, subject, method, finding, strengths, run_seed, task_cfg: BiasConfig | None = None):
         task_cfg = task_cfg or BiasConfig(name=self.name)
@@ -123,17 +208,15 @@ class BiasBenchmark(GenerativeBenchmark):
         self.classes, self.target = task_cfg.class_names(), task_cfg.target_distribution()
         self.labeler = task_cfg.labeler
         self.shares = tuple(f"share_{c}" for c in self.classes)
-        self.metric_names = self.shares + tuple(n for n in type(self).metric_names
+        # the world's colour has a pixel rule to check the judge against; a paper judge may find no face instead
+        self.pixel_rule = task_cfg.attribute in ATTRIBUTES
+        check = "judge_agreement" if self.pixel_rule else "no_face_rate"
+        self.metric_names = self.shares + tuple(n for n in (*type(self).metric_names, check)
                                                 if n != "clip_t" or getattr(subject, "conditional", False))
         super().__init__(subject, method, finding, strengths, run_seed, task_cfg)
-        palette, self.attribute_probs = self.judges.attributes[task_cfg.attribute]
-        missing = [c for c in self.classes if c not in palette]
-        if missing:
-            raise VismechError(f"the judge's {task_cfg.attribute} head does not know {missing}; it knows: "
-                               f"{', '.join(palette)}")
-        self.judge_columns = torch.tensor([palette.index(c) for c in self.classes])
+        self.judge_columns, self.attribute_probs = judge_columns(self.judges, task_cfg.attribute, self.classes)
         self.unedited = nn.ModuleDict({n: self.make_metric(n) for n in (*self.shares, "fd", "fid")})
-        self.prompts = world_prompts(self.classes)[0] if subject.conditional else ()
+        self.prompts = task_cfg.test_prompts(subject.conditional)
         start = task_cfg.ids[0]
         self.grid_ids = list(range(start, min(start + GRID_ITEMS, task_cfg.ids[1])))
 
@@ -154,8 +237,11 @@ class BiasBenchmark(GenerativeBenchmark):
 
     def trained_share(self, c: int) -> float:
         """The class's share in the world's train split, which the model learned: its share should move from
-        there towards the target, so it is a share to lower where the target is below it."""
+        there towards the target, so it is a share to lower where the target is below it. A paper model's training
+        share is unknown: uniform stands in (a nominal direction; FD ranks the methods, not a share)."""
         world = WorldConfig()
+        if not self.pixel_rule or self.classes[c] not in world.palette:
+            return 1 / len(self.classes)
         return world.skew[world.palette.index(self.classes[c])]
 
     def prompts_of(self, ids: list[int]) -> list[str] | None:
@@ -164,17 +250,20 @@ class BiasBenchmark(GenerativeBenchmark):
     # --- measuring ---------------------------------------------------------------------------------------------
 
     def measure(self, metrics, ids: torch.Tensor, images: torch.Tensor) -> None:
-        """Shares, fd, fid and judge_agreement of one batch of images into `metrics` (those of them it holds)."""
-        probs = self.attribute_probs(images).double().cpu()[:, self.judge_columns]
-        probs = probs / probs.sum(1, keepdim=True).clamp_min(1e-12)  # over the task's classes only
-        pixel = measure_attribute(images, self.classes, "pixel")
-        labels = pixel if self.labeler == "pixel" else measure_attribute(images, self.classes, "judge")
+        """Shares, fd, fid and judge_agreement or no_face_rate of one batch of images into `metrics` (those of them
+        it holds). Images the judge finds no face in are left out of the shares and fd, and counted apart."""
+        probs, labels, found = judged(self.attribute_probs(images).double().cpu()[:, self.judge_columns])
+        pixel = measure_attribute(images, self.classes, "pixel") if self.pixel_rule else None
+        if self.labeler == "pixel":
+            labels = pixel
         for c, name in enumerate(self.shares):
-            metrics[name].update(ids, (labels == c).double())
-        metrics["fd"].update(ids, probs)
+            metrics[name].update(ids[found], (labels[found] == c).double())
+        metrics["fd"].update(ids[found], probs[found])
         metrics["fid"].update(ids, self.judges.features(images).double().cpu())
         if "judge_agreement" in metrics:
             metrics["judge_agreement"].update(ids, (pixel == probs.argmax(1)).double())
+        if "no_face_rate" in metrics:
+            metrics["no_face_rate"].update(ids, (~found).double())
 
     @torch.no_grad()
     def test_step(self, batch: dict, batch_idx: int) -> None:

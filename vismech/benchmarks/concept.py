@@ -6,15 +6,23 @@ seed), and a judge classifies each image:
 - `target_accuracy` / `target_prob`: the judge's top-1 accuracy and probability of the target on the target's
   prompts; an erase method wants them down, an amplify method (its `goal`) up;
 - `other_accuracy`: accuracy on every other class's prompts, which an edit must keep;
-- `clip_t`: CLIP alignment of every image with its prompt; `fid`: against the judge's reference set.
+- `clip_t`: CLIP alignment of every image with its prompt;
+- `fid`: of the retention images against the judge's reference set. Retention images are those of `retention`
+  prompts when the task names them (the paper's COCO-30k captions: a text file, one caption per line, or a CSV
+  with a `prompt` column), else those of the other classes' prompts: an edit must leave them as they were.
+  Retention items follow the class items (ids `classes x per_class` on), carry label -1 and feed only clip_t
+  and fid.
 The headline point is the best target score whose other-class accuracy stays within `quality_budget` of the
 unedited model's on the same items (the unedited images are generated too, and shared by all methods).
 """
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -39,6 +47,8 @@ class ConceptConfig(GenerativeConfig):
     prompt: str | None = None  # template with {} for the class name; null: the mini world's wording ("a sandal")
     per_class: int = 8  # seeds per class prompt
     goal: str | None = None  # erase | amplify; null: the method's. Controls (no-op, random) take the task's goal
+    retention: str | list[str] | None = None  # prompts whose images measure FID: a file, a list; null: the others'
+    retention_limit: int | None = None  # the first N retention prompts
     # fit data: DDIM trajectories of the target prompt (erase), and `images` images of the target (amplify; on the
     # mini track the world's train images of the class, else 0: the model's own samples of the prompt)
     fit: dict[str, Any] = field(default_factory=lambda: {"seeds": 16, "steps": 25, "guidance_scale": 3.0,
@@ -55,6 +65,11 @@ class ConceptConfig(GenerativeConfig):
             raise VismechError(f"unknown task.target '{self.target}'; known classes: {', '.join(names)}")
         if self.prompt is not None and "{}" not in self.prompt:
             raise VismechError(f"task.prompt must hold '{{}}' for the class name, got {self.prompt!r}")
+        if self.retention_limit is not None and self.retention_limit < 1:
+            raise VismechError(f"task.retention_limit must be >= 1 or null, got {self.retention_limit}")
+        if self.retention is not None and not self.retention_prompts():
+            raise VismechError(f"task.retention names no prompts ({self.retention!r}); give a caption file, a "
+                               f"non-empty list, or null for the other classes' prompts")
         unknown = set(self.fit) - {"seeds", "steps", "guidance_scale", "images"}
         if unknown:
             raise VismechError(f"unknown task.fit key(s) {sorted(unknown)}; known: guidance_scale, images, seeds, "
@@ -65,6 +80,13 @@ class ConceptConfig(GenerativeConfig):
 
         return list(self.classes) if self.classes else list(CLASSES)
 
+    def retention_prompts(self) -> list[str]:
+        """The retention prompts (empty: none named, FID reads the other classes' images)."""
+        if self.retention is None:
+            return []
+        prompts = list(self.retention) if isinstance(self.retention, list) else read_prompts(self.retention)
+        return prompts[:self.retention_limit]
+
     def prompt_of(self, name: str) -> str:
         if self.prompt is not None:
             return self.prompt.format(name)
@@ -73,15 +95,41 @@ class ConceptConfig(GenerativeConfig):
         return describe(name)
 
 
-class ConceptItems(Dataset):
-    """Item id = class index * per_class + k: {"id", "label", "prompt"}; the benchmark seeds it from (run seed, id)."""
+def read_prompts(path: str) -> list[str]:
+    """Captions from a text file (one per line, blank lines skipped) or a CSV file with a `prompt` column."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise VismechError(f"task.retention file '{file}' does not exist; expected a text file of captions (one "
+                           f"per line) or a CSV with a 'prompt' column")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VismechError(f"task.retention file '{file}' cannot be read as UTF-8 text ({exc})") from None
+    if file.suffix.lower() != ".csv":
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if not rows or "prompt" not in rows[0]:
+        raise VismechError(f"task.retention file '{file}' has no 'prompt' column; columns: "
+                           f"{', '.join(rows[0]) if rows else '(none)'}")
+    return [r["prompt"].strip() for r in rows if (r["prompt"] or "").strip()]
 
-    def __init__(self, classes: list[str], prompts: list[str], per_class: int, limit: int | None = None):
+
+class ConceptItems(Dataset):
+    """Item id = class index * per_class + k: {"id", "label", "prompt"}; then one item per retention prompt (label
+    -1). The benchmark seeds each from (run seed, id)."""
+
+    def __init__(self, classes: list[str], prompts: list[str], per_class: int, limit: int | None = None,
+                 retention: list[str] | None = None):
         if not classes:
             raise VismechError("the concept task needs at least one class prompt, got none")
         self.classes, self.prompts, self.per_class = list(classes), list(prompts), per_class
-        self.size = len(classes) * per_class if limit is None else min(limit, len(classes) * per_class)
-        self.name = f"concept/{len(classes)} prompts x {per_class} seeds" + (f"[:{limit}]" if limit else "")
+        self.retention = list(retention or [])
+        self.class_items = len(classes) * per_class
+        total = self.class_items + len(self.retention)
+        self.size = total if limit is None else min(limit, total)
+        self.name = (f"concept/{len(classes)} prompts x {per_class} seeds"
+                     + (f" + {len(self.retention)} retention prompts" if self.retention else "")
+                     + (f"[:{limit}]" if limit else ""))
 
     def __len__(self) -> int:
         return self.size
@@ -89,11 +137,15 @@ class ConceptItems(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.size:
             raise IndexError(index)
+        if index >= self.class_items:
+            return {"id": index, "label": -1, "prompt": self.retention[index - self.class_items]}
         label = index // self.per_class
         return {"id": index, "label": label, "prompt": self.prompts[label]}
 
     def digest(self) -> str:
         content = {"classes": self.classes, "prompts": self.prompts, "per_class": self.per_class, "size": self.size}
+        if self.retention:
+            content["retention"] = hashlib.sha256("\n".join(self.retention).encode()).hexdigest()
         return hashlib.sha256(json.dumps(content).encode()).hexdigest()
 
 
@@ -103,8 +155,8 @@ def concept_goal(method, task_goal: str | None) -> str:
     if method.control or own is None:
         return task_goal or own or "erase"
     if task_goal is not None and task_goal != own:
-        raise VismechError(f"method '{method.name}' can only {own}, but task.goal is '{task_goal}'; set task.goal={own} "
-                           f"or null")
+        raise VismechError(f"method '{method.name}' can only {own}, but task.goal is '{task_goal}'; "
+                           f"set task.goal={own} or null")
     return own
 
 
@@ -116,7 +168,8 @@ class ConceptBenchmark(GenerativeBenchmark):
     version = "1"
     protocol = ("per-class prompts x `per_class` per-item seeds, DDIM with CFG; the judge's top-1 on the target's "
                 "prompts (target_accuracy, target_prob; direction by the method's goal) and on the others' "
-                "(other_accuracy); CLIP-T on every image; FID against the judge's reference set")
+                "(other_accuracy); CLIP-T on every image; FID of the retention images (the retention prompts', else "
+                "the other classes') against the judge's reference set")
     metric_names = ("target_accuracy", "target_prob", "other_accuracy", "clip_t", "fid")
     primary_metric = "target_accuracy"
     headline_rule = ("the sweep point with the best target_accuracy (by the method's goal) whose other_accuracy is "
@@ -130,7 +183,8 @@ class ConceptBenchmark(GenerativeBenchmark):
     @classmethod
     def make_items(cls, task_cfg: ConceptConfig, subject):
         names = task_cfg.class_names()
-        return ConceptItems(names, [task_cfg.prompt_of(n) for n in names], task_cfg.per_class, task_cfg.limit)
+        return ConceptItems(names, [task_cfg.prompt_of(n) for n in names], task_cfg.per_class, task_cfg.limit,
+                            task_cfg.retention_prompts())
 
     @classmethod
     def make_fit_data(cls, task_cfg: ConceptConfig, subject) -> ConceptData:
@@ -155,7 +209,9 @@ class ConceptBenchmark(GenerativeBenchmark):
             raise VismechError(f"the judge does not know class(es) {missing}; it knows: "
                                f"{', '.join(self.judges.classes[:20])}{'...' if len(self.judges.classes) > 20 else ''}")
         self.judge_index = torch.tensor([self.judges.classes.index(n) for n in names])
-        self.unedited = nn.ModuleDict({n: self.make_metric(n) for n in ("target_accuracy", "target_prob", "other_accuracy")})
+        self.has_retention = bool(task_cfg.retention_prompts())
+        self.unedited = nn.ModuleDict({n: self.make_metric(n)
+                                       for n in ("target_accuracy", "target_prob", "other_accuracy")})
         self.grid_ids = [c * task_cfg.per_class + k for c in range(len(names))
                          for k in range(min(GRID_SEEDS, task_cfg.per_class))]
 
@@ -168,32 +224,45 @@ class ConceptBenchmark(GenerativeBenchmark):
         return super().make_metric(name, **kwargs)
 
     def judge(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per image: correct (argmax over all the judge's classes is the prompt's) and the prompt class's prob."""
+        """Per class image: correct (argmax over all the judge's classes is the prompt's) and the prompt class's
+        prob; `labels` >= 0 only (retention images have no class to judge)."""
+        if not len(labels):
+            return torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
         probs = self.judges.classify(images).double().cpu()
         wanted = self.judge_index[labels]
         return (probs.argmax(-1) == wanted).double(), probs.gather(1, wanted[:, None]).squeeze(1)
 
-    def score(self, metrics, ids, labels, correct, prob) -> None:
+    def score(self, metrics, ids, labels, images) -> None:
+        """The judge's scores of a batch's class images (retention images, label -1, are not judged)."""
+        judged = labels >= 0
+        ids, labels = ids[judged], labels[judged]
+        correct, prob = self.judge(images[judged], labels)
         on = labels == self.target
         if on.any():
             metrics["target_accuracy"].update(ids[on], correct[on])
             metrics["target_prob"].update(ids[on], prob[on])
-        if (~on).any():
+        if (labels != self.target).any():
             metrics["other_accuracy"].update(ids[~on], correct[~on])
+
+    def retained(self, labels: torch.Tensor) -> torch.Tensor:
+        """Which images measure FID: the retention prompts' when the task has them, else the other classes'."""
+        return labels < 0 if self.has_retention else (labels >= 0) & (labels != self.target)
 
     @torch.no_grad()
     def test_step(self, batch: dict, batch_idx: int) -> None:
         ids, labels, prompts = batch["id"].cpu(), batch["label"].cpu(), list(batch["prompt"])
         unedited = self.images(ids.tolist(), prompts, None)
-        self.score(self.unedited, ids, labels, *self.judge(unedited, labels))
+        self.score(self.unedited, ids, labels, unedited)
         text = self.judges.encode_text(prompts)
+        kept = self.retained(labels)
         for i in range(len(self.strengths)):
             images = unedited if self.is_identity(i) else self.images(ids.tolist(), prompts, i)
             metrics = self.point_metrics[i]
-            self.score(metrics, ids, labels, *self.judge(images, labels))
+            self.score(metrics, ids, labels, images)
             cosine = (self.judges.encode_image(images) * text).sum(-1).double().cpu()
             metrics["clip_t"].update(ids, 100 * cosine.clamp_min(0))
-            metrics["fid"].update(ids, self.judges.features(images).double().cpu())
+            if kept.any():
+                metrics["fid"].update(ids[kept], self.judges.features(images[kept]).double().cpu())
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()

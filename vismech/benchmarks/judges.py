@@ -53,6 +53,9 @@ def world_judges(reference_split: str = "test", reference_count: int = 2000) -> 
                   attributes={"colour": (WorldConfig().palette, lambda x: judge.probs(x)["colour"])})
 
 
+WORLD_OPTIONS = ("reference_split", "reference_count")
+
+
 def load_judges(spec: dict[str, Any] | None) -> Judges:
     """`spec`: {"name": "world", "reference_split": ..., "reference_count": ...} (mini) or {"name": "paper", ...}."""
     spec = dict(spec or {"name": "world"})
@@ -62,5 +65,9 @@ def load_judges(spec: dict[str, Any] | None) -> Judges:
     if name == "paper":
         from .paper_judges import paper_judges
 
+        for option in WORLD_OPTIONS:  # the task yaml's world defaults, which a paper card sets to null
+            if spec.pop(option, None) is not None:
+                raise VismechError(f"task.judges.{option} is an option of the world judges; the paper judges' FID "
+                                   f"reference is task.judges.reference (set {option} to null)")
         return paper_judges(**spec)
     raise VismechError(f"unknown judges '{name}'; known judges: paper, world")

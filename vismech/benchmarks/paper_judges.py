@@ -74,8 +74,11 @@ FACE_PADDING = 0.25  # of the face box's side, per side: dlib's get_face_chip de
 HAAR = dict(scaleFactor=1.1, minNeighbors=5)  # OpenCV's documented defaults for face detection
 MIN_FACE = 1 / 8  # smallest face side searched, as a fraction of the image's short side
 # what the SD cards' CLIP metrics report, by arch (protocols.md §3); other archs are unprofiled
-CLIP_PROFILES = {"ViT-B-32-quickgelu": "clipscore/openai-B32: raw cosine (0-1)",
-                 "ViT-L-14-quickgelu": "clip-i/openai-L14: (cos + 1) / 2; clip-t/openai-L14: raw cosine"}
+# The protocols' scales differ from vismech's metrics (clip_t: 100 x cosine clipped at 0; clip_i: raw cosine): the
+# profile names what the paper reports, and each metric's units what the record holds; the two convert linearly.
+CLIP_PROFILES = {"ViT-B-32-quickgelu": "clipscore/openai-B32 (the paper reports raw cosine, 0-1)",
+                 "ViT-L-14-quickgelu": "clip-i/openai-L14, clip-t/openai-L14 (the paper reports CLIP-I as "
+                                       "(cos + 1) / 2 and CLIP-T as raw cosine)"}
 SPEC_KEYS = ("classifier", "clip", "clip_arch", "fid", "reference", "reference_limit", "attribute", "face_crop",
              "cache_dir", "device", "batch_size")
 # what torch/safetensors raise on a file that is not a readable weights-only checkpoint
@@ -205,8 +208,8 @@ def clip_judge(weights: str | Path, arch: str, device: torch.device):
     from torchvision.transforms import functional as TF
 
     if arch not in open_clip.list_models():
-        known = ", ".join(m for m in open_clip.list_models() if m.startswith("ViT-")) or "none"
-        raise VismechError(f"unknown open_clip arch '{arch}'; known ViT archs: {known}")
+        raise VismechError(f"unknown open_clip arch '{arch}'; the protocols' archs: {', '.join(CLIP_PROFILES)} "
+                           f"(open_clip.list_models() lists the {len(open_clip.list_models())} known)")
     what = f"open_clip {arch}"
     state, file = read_state_dict(weights, what)
     root = logging.getLogger()
@@ -281,24 +284,15 @@ def fairface(weights: str | Path, device: torch.device, face_crop: str | None):
     fit_state_dict(model, state, file, what)
     model.eval().to(device)
     crop = FaceCrop() if face_crop == "haar" else None
-    last: dict[str, Any] = {}
 
-    def logits(x: Tensor) -> Tensor:
-        """18 logits per image; rows of images without a face are NaN-free zeros, masked by `found`."""
-        # every attribute reads the same batch: detect and classify it once. Holding the batch itself (not its
-        # address, which the allocator reuses) makes `is` a safe identity test; `_version` sees in-place edits.
-        if last.get("x") is not x or last.get("version") != x._version:
+    def probs_of(name: str) -> Callable[[Tensor], Tensor]:
+        def probs(x: Tensor) -> Tensor:
+            """Group probabilities per image; a zero row where the crop found no face (no NaN)."""
             faces, found = crop(x) if crop else (x, torch.ones(len(x), dtype=torch.bool))
             faces = TF.resize(faces.to(device, torch.float32), [FAIRFACE_SIZE, FAIRFACE_SIZE], antialias=True)
             with torch.no_grad():
                 out = batched(model, 64)(normalise(faces, IMAGENET_MEAN, IMAGENET_STD))
-            last.update(x=x, version=x._version, out=out, found=found.to(out.device))
-        return last["out"], last["found"]
-
-    def probs_of(name: str) -> Callable[[Tensor], Tensor]:
-        def probs(x: Tensor) -> Tensor:
-            out, found = logits(x)
-            return group_probs(out, name) * found[:, None]
+            return group_probs(out, name) * found.to(out.device)[:, None]
 
         return probs
 

@@ -5,13 +5,16 @@ is `prompts[id % len(prompts)]`; so a sample is the same in any batch and on any
 samples take disjoint id ranges (`FIT_IDS`, `CALIBRATION_IDS`, `TEST_IDS`), so nothing is tuned on test noise.
 
 The attribute of a generated image is measured on the mini world by the exact pixel rule (`labeler="pixel"`,
-`vismech.datasets.world.colour_labels`) or by the trained judge (`labeler="judge"`, judge_world's colour head).
+`vismech.datasets.world.colour_labels`) or by a judge (`labeler="judge"`): the task's attribute judge, passed in as
+`label_fn` (judge_world's colour head on the mini track, FairFace on the paper track), whose fingerprint `judge`
+enters the digest. Only the world's colour has a pixel rule; a paper attribute (gender, age, race) is the judge's.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
@@ -26,7 +29,7 @@ FIT_IDS = (0, 100_000)
 CALIBRATION_IDS = (100_000, 200_000)
 TEST_IDS = (200_000, 300_000)
 LABELERS = ("pixel", "judge")
-ATTRIBUTES = ("colour",)
+ATTRIBUTES = ("colour",)  # the world's attributes, measured by a pixel rule; a paper judge names its own
 VERSION = "1"  # bump when the meaning of a field changes: it is part of every digest
 
 
@@ -82,15 +85,23 @@ class BiasFitData:
     attribute_prompts: tuple[tuple[str, ...], ...] = ()
     labeler: str = "pixel"
     sampling: Sampling = field(default_factory=Sampling)
+    # more prompts' class wordings (prompt, one prompt per class), e.g. the test prompts where the fit's differ:
+    # what prompt augmentation rewrites besides `prompts`
+    wordings: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    judge: str = ""  # fingerprint of the judge that labels (labeler "judge"); part of the digest
+    # images -> (N,) class index (-1: none); None with labeler "judge": judge_world's colour head
+    label_fn: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
-        if self.attribute not in ATTRIBUTES:
-            raise VismechError(f"bias attribute must be one of {', '.join(ATTRIBUTES)}, got {self.attribute!r}")
         set_("classes", tuple(self.classes))
-        unknown = [c for c in self.classes if c not in WorldConfig().palette]
-        if len(self.classes) < 2 or unknown:
-            raise VismechError(f"bias classes must be >= 2 world colours of {WorldConfig().palette}, "
+        if self.attribute in ATTRIBUTES:
+            unknown = [c for c in self.classes if c not in WorldConfig().palette]
+            if len(self.classes) < 2 or unknown:
+                raise VismechError(f"bias classes must be >= 2 world colours of {WorldConfig().palette}, "
+                                   f"got {self.classes}")
+        elif len(self.classes) < 2:
+            raise VismechError(f"bias classes must be >= 2 classes of attribute {self.attribute!r}, "
                                f"got {self.classes}")
         set_("target", _check_distribution("bias target", self.target, len(self.classes)))
         set_("fit_ids", _check_range("fit_ids", self.fit_ids, FIT_IDS))
@@ -101,8 +112,14 @@ class BiasFitData:
                                        or any(len(p) != len(self.classes) for p in self.attribute_prompts)):
             raise VismechError(f"attribute_prompts needs one row per prompt ({len(self.prompts)}) with one prompt "
                                f"per class ({len(self.classes)})")
+        set_("wordings", tuple((p, tuple(row)) for p, row in self.wordings))
+        if any(len(row) != len(self.classes) for _, row in self.wordings):
+            raise VismechError(f"wordings needs one prompt per class ({len(self.classes)}) for each prompt")
         if self.labeler not in LABELERS:
             raise VismechError(f"bias labeler must be one of {', '.join(LABELERS)}, got {self.labeler!r}")
+        if self.labeler == "pixel" and self.attribute not in ATTRIBUTES:
+            raise VismechError(f"the pixel rule measures only the world's {', '.join(ATTRIBUTES)}; attribute "
+                               f"{self.attribute!r} needs labeler 'judge'")
 
     @property
     def conditional(self) -> bool:
@@ -115,7 +132,8 @@ class BiasFitData:
                 f"/cal{self.calibration_ids[0]}-{self.calibration_ids[1]}")
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps({"version": VERSION, **asdict(self)}, sort_keys=True).encode()).hexdigest()
+        content = {k: v for k, v in asdict(self).items() if k != "label_fn"}
+        return hashlib.sha256(json.dumps({"version": VERSION, **content}, sort_keys=True).encode()).hexdigest()
 
     def ids(self, part: str) -> list[int]:
         ranges = {"fit": self.fit_ids, "calibration": self.calibration_ids}
@@ -129,7 +147,16 @@ class BiasFitData:
     def prompts_for(self, ids: list[int]) -> list[str] | None:
         return prompts_of(self.prompts, ids)
 
+    def class_wordings(self) -> dict[str, list[str]]:
+        """Every prompt this data knows, with its wording naming each class."""
+        return {p: list(row) for p, row in (*zip(self.prompts, self.attribute_prompts), *self.wordings)}
+
     def labels(self, images: torch.Tensor) -> torch.Tensor:
+        if self.labeler == "judge" and self.label_fn is not None:
+            return self.label_fn(images)
+        if self.attribute not in ATTRIBUTES:
+            raise VismechError(f"attribute {self.attribute!r} has no pixel rule: its fit data needs the judge's "
+                               f"label_fn")
         return measure_attribute(images, self.classes, self.labeler)
 
 
@@ -169,13 +196,15 @@ class BiasItems(Dataset):
     benchmark seeds each item from (run seed, id)."""
 
     def __init__(self, ids: tuple[int, int] = (200_000, 201_000), prompts: tuple[str, ...] = (),
-                 classes: tuple[str, ...] = WorldConfig().palette, target: tuple[float, ...] | None = None):
+                 classes: tuple[str, ...] = WorldConfig().palette, target: tuple[float, ...] | None = None,
+                 attribute: str = "colour"):
         self.start, self.stop = _check_range("test ids", ids, TEST_IDS)
         self.prompts, self.classes = tuple(prompts), tuple(classes)
         self.target = _check_distribution("bias target", target or (1 / len(self.classes),) * len(self.classes),
                                           len(self.classes))
         kind = f"{len(self.prompts)} prompts" if self.prompts else "unconditional"
-        self.name = f"bias-colour/{kind}/test{self.start}-{self.stop}"
+        self.attribute = attribute
+        self.name = f"bias-{attribute}/{kind}/test{self.start}-{self.stop}"
 
     def __len__(self) -> int:
         return self.stop - self.start
@@ -189,6 +218,8 @@ class BiasItems(Dataset):
     def digest(self) -> str:
         content = {"version": VERSION, "ids": [self.start, self.stop], "prompts": self.prompts,
                    "classes": self.classes, "target": self.target}
+        if self.attribute != "colour":  # the world's digests stay as they were
+            content["attribute"] = self.attribute
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -199,6 +230,20 @@ def world_prompts(classes: tuple[str, ...] = WorldConfig().palette) -> tuple[tup
 
     return (tuple(describe(item) for item in CLASSES),
             tuple(tuple(describe(item, colour) for colour in classes) for item in CLASSES))
+
+
+def template_prompts(templates: list[str] | tuple[str, ...], words: tuple[str, ...]) -> tuple[tuple, tuple]:
+    """Prompts from templates with one `{}` for the attribute word: each template without a word ("A face of a
+    {} nurse" -> "A face of a nurse") and with each class's word ("A face of a female nurse", ...)."""
+    def fill(template: str, word: str) -> str:
+        return " ".join(template.replace("{}", word).split())
+
+    bad = [t for t in templates if t.count("{}") != 1]
+    if not templates or bad:
+        raise VismechError(f"bias prompts must be a non-empty list of templates with one '{{}}' for the attribute "
+                           f"word, got {list(bad or templates)}")
+    return (tuple(fill(t, "") for t in templates),
+            tuple(tuple(fill(t, w) for w in words) for t in templates))
 
 
 def world_fit_data(conditional: bool = False, **overrides) -> BiasFitData:

@@ -137,8 +137,7 @@ class PromptAugmentation(Method):
         if not isinstance(subject, DiffusionSubject) or not subject.conditional or not data.attribute_prompts:
             raise VismechError(f"prompt_augmentation needs a text-conditional subject and fit data with "
                                f"attribute_prompts; subject '{subject.id}' / data '{data.name}' has none")
-        table = {p: list(row) for p, row in zip(data.prompts, data.attribute_prompts)}
-        return self.new_finding(subject, TASK, meta={"prompts": table, "classes": list(data.classes),
+        return self.new_finding(subject, TASK, meta={"prompts": data.class_wordings(), "classes": list(data.classes),
                                                      "target": list(data.target)})
 
     def edit(self, subject: Subject, finding: Finding, strength: float) -> Edit:

@@ -99,10 +99,13 @@ def frechet_distance(a: np.ndarray, b: Gaussian) -> float:
     """
     n = len(a)
     centred = a - a.mean(0)
-    cov_a = centred.T @ centred / (n - 1)
-    product = centred @ b.cov @ centred.T / (n - 1) if n < a.shape[1] else b.root @ cov_a @ b.root
+    if n < a.shape[1]:  # C_a itself (d x d) is never formed: tr C_a is the centred rows' squared norm
+        product = centred @ b.cov @ centred.T / (n - 1)
+    else:
+        product = b.root @ (centred.T @ centred / (n - 1)) @ b.root
     trace_root = np.sqrt(np.linalg.eigvalsh(product).clip(min=0)).sum()
-    return float(((a.mean(0) - b.mu) ** 2).sum() + np.trace(cov_a) + np.trace(b.cov) - 2 * trace_root)
+    trace_a = float((centred ** 2).sum()) / (n - 1)
+    return float(((a.mean(0) - b.mu) ** 2).sum() + trace_a + np.trace(b.cov) - 2 * trace_root)
 
 
 @METRICS.register()
