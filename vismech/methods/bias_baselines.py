@@ -39,7 +39,7 @@ class RandomLatents(SAEMethod):
 
     def locate(self, subject, data, traj):
         cfg, k = self.config, len(data.classes)
-        sae, sae_meta = self.train_sae(traj)
+        sae, sae_meta = self.train_sae(subject, data, traj)
         gen = self.generator("latents")
         keep = min(cfg.ranked_per_class, sae.n_latents)
         ranked = torch.stack([torch.randperm(sae.n_latents, generator=gen)[:keep] for _ in range(k)])

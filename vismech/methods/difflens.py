@@ -230,6 +230,45 @@ def collect(subject: DiffusionSubject, data: BiasFitData, progress: bool = False
                         baseline=h_other, named=True)
 
 
+# --- sharing between the methods of one sweep -------------------------------------------------------------------
+
+SHARED_ENTRIES = 4  # trajectories and SAEs kept in this process (a sweep's difflens, its controls, h_direction)
+SHARED_MAX_BYTES = 2**30  # larger trajectories (the paper track's) are not kept: recomputing beats holding them
+_shared: dict[str, tuple[Any, dict[str, int]]] = {}
+
+
+def shared(key: str, subject: DiffusionSubject, compute, size_of=lambda value: 0):
+    """`compute()` once per content `key` in this process: DiffLens, its random-latent control and h_direction
+    of one sweep fit on the same trajectories and (the first two) the same SAE, so the later ones reuse them. A
+    reuse adds to the subject's cost meter the passes the work cost when it was computed, so a record counts the
+    same passes whichever method of the sweep ran first (as a finding loaded from the store does)."""
+    if key in _shared:
+        value, passes = _shared[key]
+        for name, count in passes.items():
+            setattr(subject.cost, name, getattr(subject.cost, name) + count)
+        return value
+    before = subject.cost.snapshot()
+    value = compute()
+    after = subject.cost.snapshot()
+    if size_of(value) <= SHARED_MAX_BYTES:
+        while len(_shared) >= SHARED_ENTRIES:
+            _shared.pop(next(iter(_shared)))
+        _shared[key] = (value, {name: after[name] - before[name] for name in after})
+    return value
+
+
+def shared_key(*parts: Any) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def trajectory_bytes(traj: Trajectories) -> int:
+    maps = [traj.h, *traj.others] + ([traj.baseline] if traj.baseline is not None else [])
+    return sum(m.numel() * m.element_size() for m in maps)
+
+
 # --- stage 3: probes --------------------------------------------------------------------------------------------
 
 def balanced(labels: Tensor, per_class: int, k: int, generator: torch.Generator) -> Tensor:
@@ -486,7 +525,8 @@ class SteeringMethod(Method):
     # fit -------------------------------------------------------------------------------------------------------
     def fit(self, subject: Subject, data: Any) -> Finding:
         data = check_bias_inputs(subject, data)
-        traj = collect(subject, data, self.progress)
+        traj = shared(self.trajectory_key(subject, data), subject, lambda: collect(subject, data, self.progress),
+                      trajectory_bytes)
         tensors, meta = self.locate(subject, data, traj)
         meta = {**meta, "classes": list(data.classes), "attribute": data.attribute, "target": list(data.target),
                 "sampling": asdict(data.sampling), "conditional": subject.conditional, "labeler": data.labeler,
@@ -497,6 +537,9 @@ class SteeringMethod(Method):
         finding.tensors.update(calib_tensors)
         finding.meta["calibration"] = calib_meta
         return finding
+
+    def trajectory_key(self, subject: DiffusionSubject, data: BiasFitData) -> str:
+        return shared_key("trajectories", subject.weights_digest, data.digest())
 
     def window(self, subject: DiffusionSubject) -> Window:
         skip_last = self.config.skip_last_steps
@@ -571,15 +614,23 @@ class SAEMethod(SteeringMethod):
         owner = self if self.name == DiffLens.name else DiffLens(self.config, seed=self.seed)
         return owner.generator(salt)
 
-    def train_sae(self, traj: Trajectories) -> tuple[TopKSAE, dict]:
+    def train_sae(self, subject: DiffusionSubject, data: BiasFitData, traj: Trajectories) -> tuple[TopKSAE, dict]:
         """SAE on the tokens of the first 90% of trajectories; the report on the held-out 10%."""
         cfg = self.config
         held = max(1, len(traj.ids) // 10)
         fit_part, held_part = slice(0, len(traj.ids) - held), slice(len(traj.ids) - held, None)
-        train_tokens = to_tokens(traj.sae_maps(fit_part), cfg.token_layout)
-        sae, curve = train_sae(train_tokens, cfg.sae_training(), self.shared_generator("sae"))
-        report = sae_report(sae, to_tokens(traj.sae_maps(held_part), cfg.token_layout))
-        return sae, {**report, "held_out_trajectories": held, "loss_curve": curve[::10]}
+
+        def train() -> tuple[TopKSAE, dict]:
+            train_tokens = to_tokens(traj.sae_maps(fit_part), cfg.token_layout)
+            sae, curve = train_sae(train_tokens, cfg.sae_training(), self.shared_generator("sae"))
+            report = sae_report(sae, to_tokens(traj.sae_maps(held_part), cfg.token_layout))
+            return sae, {**report, "held_out_trajectories": held, "loss_curve": curve[::10]}
+
+        # the SAE is a function of the trajectories, its training config and difflens's seed: shared in a sweep
+        key = shared_key("sae", self.trajectory_key(subject, data), asdict(cfg.sae_training()), cfg.token_layout,
+                         self.seed)
+        sae, meta = shared(key, subject, train)
+        return sae, dict(meta)
 
     def drift(self, subject: DiffusionSubject, data: BiasFitData, sae: TopKSAE) -> dict[str, float]:
         """How much generations move when h is replaced by the SAE's reconstruction at every step."""
@@ -609,7 +660,7 @@ class DiffLens(SAEMethod):
 
     def locate(self, subject, data, traj):
         cfg, k = self.config, len(data.classes)
-        sae, sae_meta = self.train_sae(traj)
+        sae, sae_meta = self.train_sae(subject, data, traj)
         keep = balanced(traj.labels, cfg.probe_per_class, k, self.shared_generator("probe-split"))
         probes, accuracy = train_probes(traj.h[keep].flatten(2), traj.labels[keep], k, cfg.probe_lr, cfg.probe_epochs,
                                         cfg.probe_batch_size, self.shared_generator("probes"))
