@@ -21,7 +21,7 @@ def sd():
 
 GT_CONFIG = {"sae_expansion": 4, "sae_k": 32, "sae_steps": 3000, "mode": "add", "temperature": 1000.0,
              "ig_last_steps": 24, "ig_samples": 192, "features_per_class": 30, "probe_epochs": 10,
-             "calibration_strengths": [0.25, 0.5], "drift_samples": 64}
+             "calibration_strengths": [0.25], "drift_samples": 64}
 
 
 def test_ground_truth_sd_world_calibrated_difflens_reaches_uniform_and_random_latents_do_not(sd):
