@@ -9,14 +9,12 @@ positive). The JAS of each path is in the legend's printout.
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 
 from vismech.datasets.world import WorldItems
-from vismech.io import atomic_write_bytes
 from vismech.method import build_method
 from vismech.methods.neuron_path import as_ranks, ffn_width
-from vismech.plots import path_figure
+from vismech.plots import path_figure, save_figure
 from vismech.zoo import vit_world
 
 METHODS = ("neuron_path", "knowledge_neurons", "influence_pattern", "activation_path", "random_path")
@@ -36,9 +34,7 @@ def main() -> None:
         print(f"{name:18s} JAS (ref) per image: " + " ".join(f"{v:+.3f}" for v in t["jas_ref"].tolist()))
     figure = path_figure(shown, data["id"].tolist(), data["label"].tolist(), ffn_width(subject),
                          title="vit_world: one FFN unit per layer; area = the layer's share of the path's IG")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(args.out, buffer.getvalue())
+    save_figure(figure, args.out, dpi=110)
     print(f"wrote {args.out}")
 
 

@@ -1,6 +1,7 @@
 """Result records: schema validation, atomic writes, and `vismech validate`."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -15,10 +16,17 @@ from vismech.results import load_record, write_record
 def test_write_and_load_round_trip(tmp_path):
     rec = record()
     path = write_record(rec, tmp_path)
-    assert path == tmp_path / "mini" / "t" / "s" / "m--mmmmmmmm--seed0.json"
+    task = hashlib.sha256(b"{}").hexdigest()[:8]  # the record's task config: {}
+    assert path == tmp_path / "mini" / "t" / "s" / f"m--mmmmmmmm--task{task}--seed0.json"
     assert load_record(path) == rec
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
     assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def test_runs_that_differ_in_the_task_are_different_records_but_not_in_the_batch_size(tmp_path):
+    names = {key: record().model_copy(update={"config": {"task": {"target": target, "batch_size": size}}}).file_name()
+             for key, (target, size) in {"a": ("sandal", 8), "b": ("sandal", 64), "c": ("pullover", 8)}.items()}
+    assert names["a"] == names["b"] != names["c"]
 
 
 def _umask():

@@ -1,7 +1,6 @@
 """Logger factories used by configs/logger/*.yaml."""
 from __future__ import annotations
 
-import io
 import netrc
 import os
 from pathlib import Path
@@ -43,16 +42,14 @@ def save_artifacts(artifacts: dict, folder: Path, loggers: list) -> list[Path]:
     from lightning.pytorch.loggers import WandbLogger
     from matplotlib.figure import Figure
 
-    from .io import atomic_write_bytes, atomic_write_json
+    from .io import atomic_write_json
+    from .plots import save_figure
 
     written = []
     wandb = [lg for lg in loggers if isinstance(lg, WandbLogger)]
     for stem, item in artifacts.items():
         if isinstance(item, Figure):
-            buffer = io.BytesIO()
-            item.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-            path = Path(folder) / f"{stem}.png"
-            atomic_write_bytes(path, buffer.getvalue())
+            path = save_figure(item, Path(folder) / f"{stem}.png")
             for lg in wandb:
                 lg.log_image(key=stem, images=[str(path)])
         else:

@@ -1,12 +1,24 @@
 """Pictures saved with runs: figures are built on `matplotlib.figure.Figure` (no pyplot, no global state)."""
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
 
 MARKERS = "os^Dvx*P"
+
+
+def save_figure(figure: Figure, path: str | Path, dpi: int = 120) -> Path:
+    """The figure as a PNG file, written atomically (a reader never sees half a picture)."""
+    from .io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
 
 
 def path_figure(paths: Mapping[str, tuple[torch.Tensor, torch.Tensor | None]], item_ids: Sequence[int],

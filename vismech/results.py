@@ -1,6 +1,7 @@
 """Result records: one JSON per run, validated against a versioned schema (pydantic), written atomically."""
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import subprocess
@@ -148,8 +149,15 @@ class ResultRecord(_Strict):
     def fingerprints(self) -> dict[str, str]:
         return {name: m.fingerprint for name, m in sorted(self.headline_point().metrics.items())}
 
+    def task_digest(self) -> str:
+        """Hash of the task config that made the record, but its batch size (values do not depend on it): runs of one
+        method that differ in the task (another target, depth, sweep or item range) are different records."""
+        task = {k: v for k, v in (self.config.get("task") or {}).items() if k != "batch_size"}
+        return hashlib.sha256(json.dumps(task, sort_keys=True, default=str).encode()).hexdigest()
+
     def file_name(self) -> str:
-        return f"{self.method.name}--{self.method.config_digest[:10]}--seed{self.seeds.run_seed}.json"
+        return (f"{self.method.name}--{self.method.config_digest[:10]}--task{self.task_digest()[:8]}"
+                f"--seed{self.seeds.run_seed}.json")
 
     def relative_path(self) -> Path:
         return Path(self.subject.track) / self.task / self.subject.id / self.file_name()

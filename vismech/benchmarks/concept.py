@@ -119,7 +119,7 @@ class ConceptItems(Dataset):
     -1). The benchmark seeds each from (run seed, id)."""
 
     def __init__(self, classes: list[str], prompts: list[str], per_class: int, limit: int | None = None,
-                 retention: list[str] | None = None):
+                 retention: list[str] | None = None, target: str | None = None):
         if not classes:
             raise VismechError("the concept task needs at least one class prompt, got none")
         self.classes, self.prompts, self.per_class = list(classes), list(prompts), per_class
@@ -127,8 +127,11 @@ class ConceptItems(Dataset):
         self.class_items = len(classes) * per_class
         total = self.class_items + len(self.retention)
         self.size = total if limit is None else min(limit, total)
+        # the target splits the items into the target's and the others': part of what the item set is
+        self.target = target
         self.name = (f"concept/{len(classes)} prompts x {per_class} seeds"
                      + (f" + {len(self.retention)} retention prompts" if self.retention else "")
+                     + (f", target '{target}'" if target else "")
                      + (f"[:{limit}]" if limit else ""))
 
     def __len__(self) -> int:
@@ -146,6 +149,8 @@ class ConceptItems(Dataset):
         content = {"classes": self.classes, "prompts": self.prompts, "per_class": self.per_class, "size": self.size}
         if self.retention:
             content["retention"] = hashlib.sha256("\n".join(self.retention).encode()).hexdigest()
+        if self.target:
+            content["target"] = self.target
         return hashlib.sha256(json.dumps(content).encode()).hexdigest()
 
 
@@ -184,7 +189,7 @@ class ConceptBenchmark(GenerativeBenchmark):
     def make_items(cls, task_cfg: ConceptConfig, subject):
         names = task_cfg.class_names()
         return ConceptItems(names, [task_cfg.prompt_of(n) for n in names], task_cfg.per_class, task_cfg.limit,
-                            task_cfg.retention_prompts())
+                            task_cfg.retention_prompts(), task_cfg.target)
 
     @classmethod
     def make_fit_data(cls, task_cfg: ConceptConfig, subject) -> ConceptData:
