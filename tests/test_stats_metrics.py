@@ -55,3 +55,19 @@ def test_item_metric_rejects_nan_and_empty():
         metric.update(torch.tensor([3, 4]), torch.tensor([1.0, float("nan")]))
     with pytest.raises(VismechError, match="metric 'accuracy' saw no items"):
         Accuracy().compute()
+
+
+def test_one_item_summarizes_as_a_set_of_one():
+    """torchmetrics squeezes a one-element compute() to a scalar; a class with one test seed must still summarize
+    (its CI has zero width), per-item and set-level alike."""
+    from vismech.metrics.generation import FairnessDiscrepancy
+
+    metric = Accuracy()
+    metric.update(torch.tensor([7]), torch.tensor([1.0]))
+    summary = metric.summarize()
+    assert (summary["value"], summary["ci_low"], summary["ci_high"], summary["n"]) == (1.0, 1.0, 1.0, 1)
+    assert summary["item_ids"] == [7] and summary["item_values"] == [1.0]
+    fd = FairnessDiscrepancy(target=[0.5, 0.5])
+    fd.update(torch.tensor([7]), torch.tensor([[1.0, 0.0]]))
+    summary = fd.summarize(resamples=10)
+    assert summary["value"] == pytest.approx(0.5 ** 0.5) == summary["ci_low"] == summary["ci_high"]

@@ -35,6 +35,7 @@ class ItemMetric(Metric):
     # a set-level value (e.g. a class statistic) depends on which other items were run: a re-run on a subset of
     # items cannot reproduce it, so `vismech verify --limit` skips it
     set_level: ClassVar[bool] = False
+    row_values: ClassVar[bool] = False  # compute() gives (n, d) rows instead of n values
     full_state_update = False
 
     def __init__(self, **kwargs):
@@ -59,20 +60,36 @@ class ItemMetric(Metric):
         self.ids.append(ids.to(torch.int64))
         self.values.append(values)
 
+    def sync(self, *args, **kwargs) -> None:
+        # torchmetrics gathers a list state only where it is not empty; a rank that saw none of this metric's items
+        # (a class whose few seeds all fell on the other rank) would skip a collective the others wait in
+        if isinstance(self.ids, list) and not self.ids:
+            self.ids.append(torch.empty(0, dtype=torch.int64, device=self.device))
+            self.values.append(torch.empty(0, dtype=torch.float64, device=self.device))
+        super().sync(*args, **kwargs)
+
     def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
         ids = self.ids if isinstance(self.ids, torch.Tensor) else (torch.cat(self.ids) if self.ids else torch.empty(0, dtype=torch.int64))
         values = self.values if isinstance(self.values, torch.Tensor) else (torch.cat(self.values) if self.values else torch.empty(0, dtype=torch.float64))
         if ids.numel() == 0:
             raise VismechError(f"metric '{self.name}' saw no items")
+        rows = values.reshape(ids.numel(), -1)  # rows are stored flat (see SetMetric.update)
         order = torch.argsort(ids, stable=True)
-        ids, values = ids[order].cpu(), values[order].cpu()
+        ids, rows = ids[order].cpu(), rows[order].cpu()
         keep = torch.ones_like(ids, dtype=torch.bool)
         keep[1:] = ids[1:] != ids[:-1]
-        return ids[keep], values[keep]
+        return ids[keep], rows[keep] if self.row_values else rows[keep].reshape(-1)
+
+    def items(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """compute(), synced, with one item kept a set of one: torchmetrics squeezes a one-element result to a
+        scalar."""
+        ids, values = self.compute()
+        ids = ids.reshape(-1)
+        return ids, values.reshape(ids.numel(), -1) if self.row_values else values.reshape(-1)
 
     def summarize(self, *, seed: int = 0, resamples: int = 1000) -> dict[str, Any]:
         """Mean, bootstrap CI over items, and the metadata a result record needs."""
-        ids, values = self.compute()
+        ids, values = self.items()
         low, high = bootstrap_ci(values.numpy(), resamples=resamples, seed=seed)
         return {"name": self.name, "value": float(values.mean()), "ci_low": low, "ci_high": high, "ci_level": 0.95,
                 "n": int(ids.numel()), "direction": self.direction, "units": self.units,
@@ -89,6 +106,7 @@ class SetMetric(ItemMetric):
     """
 
     set_level = True
+    row_values = True
     resamples: ClassVar[int] = 200  # a statistic costs more than a mean; 200 resamples keep the CI's ends stable
 
     def update(self, ids: torch.Tensor, vectors: torch.Tensor) -> None:
@@ -98,7 +116,8 @@ class SetMetric(ItemMetric):
             bad = ids[~torch.isfinite(vectors).all(1)].tolist()
             raise VismechError(f"metric '{self.name}' got a non-finite value (NaN or inf) for item(s) {bad[:5]}")
         self.ids.append(ids.to(torch.int64))
-        self.values.append(vectors)
+        # flat, so every rank's state is 1-D: a rank without items gathers an empty (0,) beside the others' rows
+        self.values.append(vectors.reshape(-1))
 
     def statistic(self, rows: torch.Tensor) -> float:
         raise NotImplementedError
@@ -106,7 +125,7 @@ class SetMetric(ItemMetric):
     def summarize(self, *, seed: int = 0, resamples: int | None = None) -> dict[str, Any]:
         import numpy as np
 
-        ids, rows = self.compute()
+        ids, rows = self.items()
         value = self.statistic(rows)
         draws = np.random.default_rng(seed).integers(0, len(ids), size=(resamples or self.resamples, len(ids)))
         stats = np.array([self.statistic(rows[torch.from_numpy(d)]) for d in draws])
