@@ -55,7 +55,7 @@ class TaskConfig:
             raise VismechError("task.strengths is empty; give at least one strength, e.g. task.strengths=[1.0]")
 
 
-PROGRESS_FORMAT = "1"
+PROGRESS_FORMAT = "2"  # 2: set-level metric rows stored flat
 PASSES = ("forward_passes", "forward_rows", "backward_passes")
 
 
