@@ -1,5 +1,7 @@
-"""Hand-built result records for schema and leaderboard tests."""
+"""Hand-built result records for schema and leaderboard tests, and the comparison of two runs' records."""
 from __future__ import annotations
+
+import math
 
 from vismech.results import (Cost, Headline, ItemSet, MethodInfo, MetricResult, Provenance, ResultRecord, Seeds,
                              SubjectInfo, SweepPoint)
@@ -33,3 +35,24 @@ def record(method="m", values=(0.1, 0.2, 0.3, 0.4), *, track="mini", task="t", s
                               created="2026-01-01T00:00:00+00:00", kind=kind),
         config={},
     )
+
+
+def assert_same_sweep(a: dict, b: dict, exact: tuple[str, ...], rtol: float) -> None:
+    """Two records' sweeps agree: the same points, metrics and item ids; the `exact` metrics bit for bit (values,
+    mean and CI), the others' item values and means within `rtol` (relative; 1e-7 absolute near zero), the
+    tolerance where float32 kernels may differ in the last bits (another batch size, another process count)."""
+    def close(x: float, y: float) -> bool:
+        return math.isclose(x, y, rel_tol=rtol, abs_tol=1e-7)
+
+    assert [p["strength"] for p in a["sweep"]] == [p["strength"] for p in b["sweep"]]
+    for pa, pb in zip(a["sweep"], b["sweep"]):
+        assert pa["metrics"].keys() == pb["metrics"].keys(), pa["strength"]
+        for name, m in pa["metrics"].items():
+            o, key = pb["metrics"][name], (pa["strength"], name)
+            assert m.get("item_ids") == o.get("item_ids"), key
+            if name in exact:
+                assert m == o, key
+                continue
+            assert close(m["value"], o["value"]), (key, m["value"], o["value"])
+            if m.get("item_values") is not None:  # set-level metrics (FID, FD) have no per-item list
+                assert all(close(x, y) for x, y in zip(m["item_values"], o["item_values"])), key

@@ -10,10 +10,12 @@ compared with a relative tolerance of 1e-4. Images read back from the cache are 
 """
 from __future__ import annotations
 
-import math
+import json
 import os
 import subprocess
 import sys
+
+from records import assert_same_sweep
 
 FAST = ["model=sd_world", "task=concept", "task.per_class=1", "task.fit.seeds=2", "task.fit.steps=4",
         "task.sampling.steps=4", "task.judges.reference_count=100", "method=random_weights",
@@ -23,35 +25,16 @@ RTOL = 1e-4
 
 
 def _args(workspace, name: str, batch: int) -> list[str]:
-    return [*FAST, f"task.batch_size={batch}", f"task.sampling.batch_size={batch}", *workspace.paths(),
+    """The run's overrides, with a cache and a results folder of its own."""
+    return [*FAST, f"task.batch_size={batch}", f"task.sampling.batch_size={batch}",
             f"paths.cache_dir={workspace.root / ('cache-' + name)}",
-            f"paths.results_dir={workspace.root / ('results-' + name)}"]
+            f"paths.results_dir={workspace.root / ('results-' + name)}",
+            f"paths.leaderboard={workspace.leaderboard}", f"paths.runs_dir={workspace.root / 'runs'}"]
 
 
 def _record(workspace, name: str) -> dict:
-    import json
-
     [path] = (workspace.root / f"results-{name}").rglob("*.json")
     return json.loads(path.read_text())
-
-
-def _values(record: dict) -> dict[tuple[float, str], tuple[list, list, float]]:
-    return {(p["strength"], name): (m["item_ids"], m["item_values"], m["value"]) for p in record["sweep"]
-            for name, m in p["metrics"].items()}
-
-
-def _same(a: dict, b: dict, label: str) -> None:
-    assert a.keys() == b.keys(), label
-    for key, (ids, values, mean) in a.items():
-        other_ids, other_values, other_mean = b[key]
-        assert ids == other_ids, (label, key)
-        if key[1] in DECISIONS:
-            assert values == other_values, (label, key)
-        elif values is not None:  # set-level metrics (FID, FD) have one value and no per-item list
-            assert all(math.isclose(x, y, rel_tol=RTOL, abs_tol=1e-7) for x, y in zip(values, other_values)), \
-                (label, key)
-        if key[1] not in DECISIONS:
-            assert math.isclose(mean, other_mean, rel_tol=RTOL, abs_tol=1e-7), (label, key, mean, other_mean)
 
 
 def test_concept_record_does_not_depend_on_batch_size_or_device_count(workspace):
@@ -68,10 +51,9 @@ def test_concept_record_does_not_depend_on_batch_size_or_device_count(workspace)
 
     runs = {name: _record(workspace, name) for name in ("b16", "b4", "b1", "ddp")}
     assert runs["ddp"]["cost"]["world_size"] == 2 and runs["b16"]["cost"]["world_size"] == 1
-    reference = _values(runs["b16"])
-    assert len(reference) == 2 * len(runs["b16"]["sweep"][0]["metrics"])
     for name in ("b4", "b1", "ddp"):
-        _same(reference, _values(runs[name]), name)
+        assert_same_sweep(runs["b16"], runs[name], DECISIONS, RTOL)
     # not vacuous: the edit moves the images, so CLIP-T differs between the two strengths item by item
-    assert reference[(0.0, "clip_t")][1] != reference[(0.04, "clip_t")][1]
+    unedited, edited = (p["metrics"]["clip_t"]["item_values"] for p in runs["b16"]["sweep"])
+    assert len(unedited) == 10 and unedited != edited
     assert runs["ddp"]["headline"] == runs["b16"]["headline"]

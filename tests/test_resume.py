@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+from records import assert_same_sweep
 from safetensors.torch import load_file
+from test_determinism import EXACT, RTOL_SMALL_BATCH
 
 from vismech import leaderboard
 
@@ -164,7 +166,8 @@ def test_progress_files_are_loaded_not_recomputed(workspace, monkeypatch):
     assert workspace.run(*ARGS, "task.batch_size=4") == 0
     [third] = workspace.records()
     assert computed == [ids[:4], ids[4:]] and third["cost"]["resumed_batches"] == 0
-    assert third["sweep"] == first["sweep"]
+    # recomputed in batches of 4: equal up to the small-batch GEMM tolerance of test_determinism
+    assert_same_sweep(first, third, EXACT, RTOL_SMALL_BATCH)
     assert not (workspace.root / "cache" / "progress").exists()
 
 
