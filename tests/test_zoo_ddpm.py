@@ -139,16 +139,13 @@ def test_skip_dropout_zeroes_every_skip_of_the_dropped_samples_only():
         unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16),
                            layers_per_block=1, down_block_types=("DownBlock2D",) * 2,
                            up_block_types=("UpBlock2D",) * 2, norm_num_groups=4).eval()
-    seen = []
-    watch = [b.register_forward_pre_hook(lambda m, args: seen.append(args[1])) for b in unet.up_blocks]
     x, t = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)), torch.tensor([10, 500])
+    seen = []
     with torch.no_grad():
         plain = unet(x, t).sample
-        dropout = ddpm_world.SkipDropout(unet)  # registered after the watcher: the watcher sees what it gets
-        for h in watch:
-            h.remove()
+        dropout = ddpm_world.SkipDropout(unet)
+        # registered after the dropout's hooks: the watcher sees the skips the up blocks get
         watch = [b.register_forward_pre_hook(lambda m, args: seen.append(args[1])) for b in unet.up_blocks]
-        seen.clear()
         dropout.keep = torch.tensor([True, False])
         dropped = unet(x, t).sample
         skips = [s for call in seen for s in call]
