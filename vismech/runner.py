@@ -147,7 +147,7 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
         seeds=Seeds(run_seed=seed, scheme=SCHEME),
         sweep=[SweepPoint(strength=s, metrics={n: MetricResult(**m) for n, m in summary.items()})
                for s, summary in zip(strengths, bench.summaries)],
-        headline=Headline(strength=bench.headline_strength(), rule=task.headline_rule),
+        headline=Headline(**bench.headline(), rule=task.headline_rule),
         cost=_cost(time.perf_counter() - started, fit_cost, fit_reused, _eval_passes(eval_start, subject, bench),
                    bench.batches_all.get("resumed", 0), bench.device, trainer.world_size),
         provenance=provenance(),
