@@ -1,8 +1,9 @@
 """Every doc path the code, configs, templates, scripts, README and docs cite is a file of this repository.
 
-A citation is a `docs/...` path, a bare `name.md` (resolved beside the citing file, at the root or in docs/), or a
-Markdown link in README.md or docs/ (resolved beside the linking file). A `§N` after a cited page must name one of
-its numbered headings. Each paper card has its page, and the page names every value the card leaves to the user.
+A citation is a `docs/...` path, a bare or partial `.md` path (`protocols.md`, `methods/cad.md`: resolved beside the
+citing file, at the root or under docs/), or a Markdown link in README.md or docs/ (resolved beside the linking
+file). A `§N` after a cited page must name one of its numbered headings. Each paper card has its page, and the page
+names every value the card leaves to the user.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCANNED = ("vismech", "configs", "templates", "scripts", "docs", "README.md")
 TEXT_SUFFIXES = {".py", ".yaml", ".yml", ".md", ".toml", ".txt", ".sh", ".cfg"}
 DOCS_PATH = re.compile(r"(?<![\w/.-])(docs/[\w./-]*[\w])")
+RELATIVE_MD = re.compile(r"(?<![\w/.-])((?!docs/)(?:[\w-]+/)+[\w-]+\.md)\b")
 BARE_MD = re.compile(r"(?<![\w/.{-])([\w-]+\.md)\b")
 SECTION = re.compile(r"(?<![\w/.-])((?:docs/)?[\w/-]*[\w-]+\.md)\s*§\s*(\d+(?:\.\d+)?)")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
@@ -33,25 +35,26 @@ def scanned_files() -> list[Path]:
 
 
 def resolve(cited: str, citing: Path) -> Path | None:
-    """The file or folder a citation names: a docs/ path from the root; a bare name beside the citing file, at the
-    root, or in docs/ itself (a page in a docs sub-folder is cited by its path)."""
+    """The file or folder a citation names: a docs/ path from the root; a bare or partial path beside the citing
+    file, at the root, or under docs/ (so a bare name finds only docs/ itself: a sub-folder's page needs its path)."""
     candidates = [REPO / cited] if cited.startswith("docs/") else [citing.parent / cited, REPO / cited,
                                                                    REPO / "docs" / cited]
     return next((c for c in candidates if c.exists()), None)
 
 
 def citations(text: str) -> list[str]:
-    return DOCS_PATH.findall(text) + BARE_MD.findall(text)
+    return DOCS_PATH.findall(text) + RELATIVE_MD.findall(text) + BARE_MD.findall(text)
 
 
 def test_citation_pattern_finds_what_it_must():
     text = ("Implements docs/methods/difflens.md. See protocols.md §2 and (docs/img/concepts.png); "
-            "f'{stem}.md' and a/b/readme.md are not bare citations")
-    assert citations(text) == ["docs/methods/difflens.md", "docs/img/concepts.png", "protocols.md"]
+            "f'{stem}.md' is no citation, and methods/cad.md is one by a partial path")
+    assert citations(text) == ["docs/methods/difflens.md", "docs/img/concepts.png", "methods/cad.md", "protocols.md"]
     assert SECTION.findall(text) == [("protocols.md", "2")]
     assert resolve("docs/no_such_page.md", REPO / "README.md") is None
     assert resolve("submitting.md", REPO / "vismech" / "x.py") == REPO / "docs" / "submitting.md"
     assert resolve("difflens.md", REPO / "vismech" / "x.py") is None  # docs/methods/difflens.md, by its path
+    assert resolve("methods/cad.md", REPO / "vismech" / "x.py") == REPO / "docs" / "methods" / "cad.md"
 
 
 def test_every_cited_doc_path_exists():
@@ -112,6 +115,7 @@ def test_each_paper_card_has_a_page_naming_what_the_user_supplies(card):
 def test_readme_documentation_section_links_every_page():
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Documentation", 1)[1].split("\n## ", 1)[0]
-    pages = sorted(str(p.relative_to(REPO)) for d in ("methods", "tasks", "cards") for p in (REPO / "docs" / d).glob("*.md"))
+    pages = sorted(str(p.relative_to(REPO)) for d in ("methods", "tasks", "cards")
+                   for p in (REPO / "docs" / d).glob("*.md"))
     pages.append("docs/protocols.md")
     assert [p for p in pages if f"({p})" not in section] == []
