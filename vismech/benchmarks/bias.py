@@ -1,6 +1,6 @@
 """bias: steer what a diffusion model generates towards a target distribution of one attribute; measure the result.
 
-docs/methods/difflens.md (evaluation) and protocols.md. Items are test sample ids (`task.ids`, a range inside
+docs/tasks/bias.md (metrics and headline) and docs/protocols.md. Items are test sample ids (`task.ids`, a range inside
 `vismech.datasets.bias.TEST_IDS`, disjoint from the fit and calibration ids a method tunes on); a text-conditional
 subject gives id i the prompt `prompts[i % len(prompts)]`, so `task.ids` spreads evenly over the colour-less garment
 prompts. Every method and strength generates the same items on per-item seeds; the unedited images are generated

@@ -1,6 +1,6 @@
 """concept: erase or amplify one concept of a text-to-image model by editing its weights; judge what it generates.
 
-docs/methods/cad.md and protocols.md. Items are (class prompt, seed) pairs: `per_class` seeds for every class of
+docs/tasks/concept.md and docs/protocols.md. Items are (class prompt, seed) pairs: `per_class` seeds for every class of
 the task, the target among them. Every method and strength generates the same items (per-item seeds from the run
 seed), and a judge classifies each image:
 - `target_accuracy` / `target_prob`: the judge's top-1 accuracy and probability of the target on the target's
