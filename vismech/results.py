@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import subprocess
 from datetime import datetime, timezone
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import VismechError
 from .io import atomic_write_text
+from .stats import bootstrap_ci
 
 SCHEMA_VERSION = 1
 LIBRARIES = ("vismech", "torch", "torchvision", "lightning", "torchmetrics", "timm", "diffusers", "transformers",
@@ -61,6 +63,11 @@ class MethodInfo(_Strict):
     config: dict[str, Any]
     config_digest: str
     finding_digest: str
+    # digest of the source of the method's modules, and a plugin's distribution and version (None: built in);
+    # optional, so records made before they were kept still validate
+    code_digest: str | None = None
+    distribution: str | None = None
+    distribution_version: str | None = None
 
 
 class SubjectInfo(_Strict):
@@ -206,6 +213,10 @@ def load_record(path: str | Path) -> ResultRecord:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise VismechError(f"result record '{path}' does not exist") from None
+    except IsADirectoryError:
+        raise VismechError(f"result record '{path}' is a folder; give a record file (*.json)") from None
+    except OSError as exc:
+        raise VismechError(f"result record '{path}' cannot be read ({exc.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise VismechError(f"result record '{path}' is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -214,12 +225,74 @@ def load_record(path: str | Path) -> ResultRecord:
         raise VismechError(f"result record '{path}' has schema_version {data.get('schema_version')!r}; "
                            f"this vismech reads {SCHEMA_VERSION}")
     try:
-        return ResultRecord.model_validate(data)
+        record = ResultRecord.model_validate(data)
     except ValidationError as exc:
         raise VismechError(f"result record '{path}' is invalid: {_first_error(exc)}") from None
+    problem = summary_mismatch(record)
+    if problem:
+        raise VismechError(f"result record '{path}' does not match its own items: {problem}")
+    return record
+
+
+# a summary recomputed from the same item values differs from the stored one by float noise at most
+SUMMARY_TOLERANCE = 1e-9
+
+
+def summary_mismatch(record: ResultRecord) -> str | None:
+    """The first metric whose stored summary its own item values do not give, or None.
+
+    A per-item metric's value is the mean of its item values and its interval is what `bootstrap_ci` gives on them
+    with the run's seed: the same call `ItemMetric.summarize` makes, so a record cannot claim numbers its items do
+    not hold. A set-level metric (FID, FD) stores no items; its value must be finite and inside its interval."""
+    for point in record.sweep:
+        for name, m in point.metrics.items():
+            where = f"metric '{name}' at strength {point.strength:g}"
+            if not all(math.isfinite(v) for v in (m.value, m.ci_low, m.ci_high)):
+                return f"{where} has a non-finite value or interval bound"
+            if m.item_values is None:
+                problem = _set_level_mismatch(m)
+                if problem:
+                    return f"{where} {problem}"
+                continue
+            if not all(math.isfinite(v) for v in m.item_values):
+                return f"{where} has a non-finite item value"
+            mean = math.fsum(m.item_values) / len(m.item_values)
+            low, high = bootstrap_ci(m.item_values, level=m.ci_level, seed=record.seeds.run_seed)
+            for label, stored, recomputed in (("value", m.value, mean), ("ci_low", m.ci_low, low),
+                                              ("ci_high", m.ci_high, high)):
+                if not math.isclose(stored, recomputed, rel_tol=SUMMARY_TOLERANCE, abs_tol=SUMMARY_TOLERANCE):
+                    return (f"{where} stores {label} {stored!r}, but its {len(m.item_values)} item values give "
+                            f"{recomputed!r}")
+    return None
+
+
+def _set_level_mismatch(m: MetricResult) -> str | None:
+    """What can be checked of a statistic of the whole item set without its items (the schema already keeps the
+    value inside its interval). Records that store the bootstrap replicates of the statistic are checked against
+    them here: the interval recomputed from the replicates, as the metric's summarize makes it."""
+    return None
+
+
+def record_files(folder: str | Path) -> list[Path]:
+    """Every record file under the folder; `vismech verify`'s outcomes beside them are not records."""
+    return [p for p in sorted(Path(folder).rglob("*.json")) if not p.name.endswith(".verification.json")]
+
+
+def expand_record_paths(paths: list[str | Path]) -> list[Path]:
+    """Record paths as given, with each folder replaced by the records under it (one error if it holds none)."""
+    found: list[Path] = []
+    for given in map(Path, paths):
+        if given.is_dir():
+            inside = record_files(given)
+            if not inside:
+                raise VismechError(f"folder '{given}' holds no result record (*.json); give records or a folder "
+                                   f"of them")
+            found += inside
+        else:
+            found.append(given)
+    return found
 
 
 def load_records(results_dir: str | Path) -> list[tuple[Path, ResultRecord]]:
-    """Every record under the folder; `vismech verify`'s outcomes beside them are not records."""
-    root = Path(results_dir)
-    return [(p, load_record(p)) for p in sorted(root.rglob("*.json")) if not p.name.endswith(".verification.json")]
+    """Every record under the folder, each validated (summaries recomputed from its items)."""
+    return [(p, load_record(p)) for p in record_files(results_dir)]

@@ -11,6 +11,7 @@ blocking): across batch sizes pixels differ by about 1e-6, which no judge's deci
 """
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..code_digest import code_digest
 from ..datasets.bias import Sampling
 from ..edit import Edit, NoEdit
 from ..errors import VismechError
@@ -68,6 +70,7 @@ class GenerativeBenchmark(Benchmark):
         super().__init__(subject, method, finding, strengths, run_seed, task_cfg)
         self.generated = 0  # images this run made (the rest came from the cache)
         self._identity: dict[int, bool] = {}
+        self._producers: dict[bool, str] = {}
 
     # --- metrics with their judge's fingerprint ----------------------------------------------------------------
 
@@ -112,8 +115,20 @@ class GenerativeBenchmark(Benchmark):
                                strength=strength, sampler=f"ddim(eta={self.sampling.eta})", steps=self.sampling.steps,
                                guidance=self.sampling.guidance_scale if self.subject.conditional else None,
                                prompt=prompts[k] if prompts is not None else None, seed=seed, dtype=dtype,
-                               producer=PRODUCER)
+                               producer=self.producer(identity))
                 for k, seed in enumerate(self.seeds(ids))]
+
+    def producer(self, identity: bool) -> str:
+        """The code an image comes from: the sampler and the subject's wrapper, and for an edited image the
+        method's code too (unedited images stay shared by every method)."""
+        if identity not in self._producers:
+            from ..methods.edited_sampler import sample
+
+            code = {"sampler": code_digest(sample, type(self.subject))}
+            if not identity:
+                code["method"] = self.method.code_identity()
+            self._producers[identity] = f"{PRODUCER}|{json.dumps(code, sort_keys=True)}"
+        return self._producers[identity]
 
     def edit(self, point: int | None) -> Edit | None:
         return None if self.is_identity(point) else self.method.edit(self.subject, self.finding, self.strengths[point])
