@@ -300,6 +300,8 @@ def cmd_cache(args: list[str]) -> int:
                         help="gc: also delete images not read for DAYS days")
     parser.add_argument("--all", action="store_true", help="gc: delete every cached image")
     opts = parser.parse_args(args)
+    if Path(opts.dir).exists() and not Path(opts.dir).is_dir():
+        raise VismechError(f"--dir '{opts.dir}' is a file; give the cache folder (default: .vismech-cache)")
     cache = GenerationCache(opts.dir)
     if opts.action == "gc":
         if opts.older_than is not None and opts.older_than < 0:
