@@ -199,3 +199,44 @@ def test_code_digest_follows_a_direct_import_of_the_same_package():
     names = {m.__name__ for m in modules_of(DiffLens)}
     assert {"vismech.methods.difflens", "vismech.method", "vismech.methods.sae"} <= names
     assert not any(n.split(".")[0] != "vismech" for n in names)
+
+
+# --- limits and boards ---------------------------------------------------------------------------------------------
+
+def test_the_bias_task_honours_its_limit_in_its_item_set():
+    from vismech.benchmarks.bias import BiasBenchmark, BiasConfig
+    from vismech.config import typed_config
+
+    class Unconditional:
+        conditional = False
+
+    full = typed_config(BiasConfig, {"name": "bias", "ids": [200_000, 200_192]}, "task 'bias'")
+    cut = typed_config(BiasConfig, {"name": "bias", "ids": [200_000, 200_192], "limit": 8}, "task 'bias'")
+    wide = typed_config(BiasConfig, {"name": "bias", "ids": [200_000, 200_004], "limit": 8}, "task 'bias'")
+    items, few, all_four = (BiasBenchmark.make_items(c, Unconditional()) for c in (full, cut, wide))
+    assert len(items) == 192 and len(few) == 8 and len(all_four) == 4
+    assert [few[i]["id"] for i in range(8)] == list(range(200_000, 200_008))
+    assert few.name.endswith("test200000-200008") and few.digest() != items.digest()
+
+
+def test_the_leaderboard_of_another_results_folder_goes_beside_it(tmp_path, monkeypatch, capsys):
+    cwd = tmp_path / "checkout"
+    cwd.mkdir()
+    (cwd / "leaderboard.md").write_text("the checkout's board\n")
+    monkeypatch.chdir(cwd)
+    write_record(record("fine"), tmp_path / "elsewhere" / "results")
+    assert cli.main(["leaderboard", "--results", str(tmp_path / "elsewhere" / "results")]) == 0
+    assert (tmp_path / "elsewhere" / "leaderboard.md").is_file()
+    assert (cwd / "leaderboard.md").read_text() == "the checkout's board\n"
+
+
+def test_a_run_into_another_results_folder_leaves_this_board_alone(tmp_path, monkeypatch):
+    cwd = tmp_path / "checkout"
+    cwd.mkdir()
+    (cwd / "leaderboard.md").write_text("the checkout's board\n")
+    monkeypatch.chdir(cwd)
+    other = tmp_path / "elsewhere"
+    assert cli.main(["run", "task.limit=2", "task.batch_size=2", f"paths.results_dir={other / 'results'}",
+                     f"paths.cache_dir={tmp_path / 'cache'}", f"paths.runs_dir={tmp_path / 'runs'}"]) == 0
+    assert "noop" in (other / "leaderboard.md").read_text()
+    assert (cwd / "leaderboard.md").read_text() == "the checkout's board\n"
