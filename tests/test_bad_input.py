@@ -106,6 +106,9 @@ def inputs(tmp_path_factory) -> Path:
     _edited(PATH_RECORD, d / "target.json",
             lambda r: r["config"]["model"].update(params={"weights": {"_target_": "os.system"}}))
     _edited(PATH_RECORD, d / "items_without_values.json", lambda r: _jas(r).pop("item_values"))
+    (d / "verify_folder").mkdir()
+    (d / "verify_folder" / "a_good.json").write_text(PATH_RECORD.read_text())  # read first, never re-run
+    (d / "verify_folder" / "reported.json").write_text((d / "reported.json").read_text())
     (d / "array.json").write_text("[1, 2]")
     (d / "not_json.json").write_text("results: yes")
     write_record(record("fine"), d / "fine_results")
@@ -220,6 +223,8 @@ ROWS = [
      ["broken.json' is not valid JSON"]),
     ("verify an empty folder", ["verify", "{inputs}/empty_folder"], ["holds no result record"]),
     ("verify a folder with a broken record", ["verify", "{inputs}/board_results"], ["broken.json' is not valid JSON"]),
+    ("verify a folder holding a reported record", ["verify", "{inputs}/verify_folder"],
+     ["reported.json' holds numbers reported by a paper"]),
     ("verify a reported record", ["verify", "{inputs}/reported.json"], ["reported by a paper", "no run to repeat"]),
     ("verify a record that asks to instantiate", ["verify", "{inputs}/target.json"],
      ["asks to instantiate 'os.system'", "records are data"]),

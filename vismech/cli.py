@@ -140,7 +140,7 @@ def cmd_run(args: list[str]) -> int:
         from .runner import execute
 
         try:
-            outcome = execute(cfg)
+            outcome = execute(cfg, results_checked=cfg.paths.results_dir == composed.paths.results_dir)
         except (VismechError, OSError) as exc:
             error = exc if isinstance(exc, VismechError) else from_os_error(exc)
             if error is None:

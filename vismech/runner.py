@@ -103,9 +103,9 @@ def board_path(cfg: DictConfig) -> Path | None:
     return board if board.is_absolute() else Path(cfg.paths.results_dir).parent / board
 
 
-def preflight(cfg: DictConfig) -> Plan:
-    """Every check that needs no model: names, values, output folders and the results folder's records. The CLI
-    calls it before Hydra makes a run folder; `execute` calls it again for in-process callers."""
+def preflight(cfg: DictConfig, check_results: bool = True) -> Plan:
+    """Every check that needs no model: names, values, output folders and (`check_results`) the results folder's
+    records. The CLI calls it before Hydra makes a run folder; `execute` calls it again for in-process callers."""
     task = TASKS.get(cfg.task.name)
     MODELS.get(cfg.model.name)
     seed = cfg.seed
@@ -125,7 +125,7 @@ def preflight(cfg: DictConfig) -> Plan:
     check_output_folder("paths.runs_dir", cfg.paths.runs_dir)
     if board is not None:
         check_output_folder("paths.leaderboard", board.parent)
-    if Path(cfg.paths.results_dir).is_dir():  # a record the board cannot read stops the run before it writes one
+    if check_results and Path(cfg.paths.results_dir).is_dir():  # a record the board cannot read stops the run before it writes one
         leaderboard.collect(cfg.paths.results_dir)
     return Plan(task, task_cfg, method, strengths, seed, board)
 
@@ -152,14 +152,15 @@ def _finite_finding(finding, method_name: str) -> None:
                            f"{', '.join(sorted(bad)[:3])}; it was not stored")
 
 
-def execute(cfg: DictConfig) -> RunOutcome | None:
-    """Run the configured benchmark; returns the record on rank zero (None on other ranks)."""
+def execute(cfg: DictConfig, results_checked: bool = False) -> RunOutcome | None:
+    """Run the configured benchmark; returns the record on rank zero (None on other ranks). `results_checked`: the
+    caller has just read every record of the results folder (the CLI, before Hydra started)."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # device banners and tips
     # under DDP: padded samples are dropped by item id, and the logged values are already synced summaries
     warnings.filterwarnings("ignore", message=r".*Using `DistributedSampler` with the dataloaders.*")
     warnings.filterwarnings("ignore", message=r".*sync_dist=True.*when logging on epoch level.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")  # torch 2.13
-    plan = preflight(cfg)
+    plan = preflight(cfg, check_results=not results_checked)
     started = time.perf_counter()  # after the registries' one-time imports, which are not the run's cost
     task, task_cfg, method, strengths, seed = plan.task, plan.task_cfg, plan.method, plan.strengths, plan.seed
     load_subject = MODELS.get(cfg.model.name)
