@@ -240,3 +240,29 @@ def test_a_run_into_another_results_folder_leaves_this_board_alone(tmp_path, mon
                      f"paths.cache_dir={tmp_path / 'cache'}", f"paths.runs_dir={tmp_path / 'runs'}"]) == 0
     assert "noop" in (other / "leaderboard.md").read_text()
     assert (cwd / "leaderboard.md").read_text() == "the checkout's board\n"
+
+
+def _as_jas(rec, ids=None, values=None):
+    """A hand-built record whose metric is the suite's per-item `jas`, optionally with other items."""
+    from records import metric
+
+    data = json.loads(rec.model_dump_json())
+    m = json.loads(metric("jas", list(values or rec.sweep[0].metrics["score"].item_values)).model_dump_json())
+    if ids is not None:
+        m["item_ids"] = ids
+    data["primary_metric"] = "jas"
+    data["sweep"][0]["metrics"] = {"jas": m}
+    data["items"]["size"] = m["n"]
+    return type(rec).model_validate(data)
+
+
+def test_a_subset_passes_only_when_its_items_give_the_claimed_values():
+    from vismech.verify import compare
+
+    claimed = _as_jas(record(values=(0.1, 0.2, 0.3, 0.4)))
+    same = _as_jas(record(values=(0.1, 0.2)), ids=[0, 1])
+    swapped = _as_jas(record(values=(0.2, 0.1)), ids=[0, 1])  # the same mean and interval, other items
+    assert compare(claimed, same, subset=True)[0][0].passed
+    [check], _ = compare(claimed, swapped, subset=True)
+    assert not check.passed and check.rerun == pytest.approx(check.claimed)
+    assert check.max_item_difference == pytest.approx(0.1)
