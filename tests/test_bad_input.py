@@ -329,7 +329,8 @@ FAULTS = [
     ("read-only results folder at the record", [RUN, "task.limit=2", "task.batch_size=2"],
      "vismech.results.atomic_write_text", _read_only, ["cannot write '{root}/results/mini/neuron_path/vit_world/noop--",
                                                         "Read-only file system"]),
-    ("read-only cache folder storing a finding", [RUN, "method=random_path", "task.limit=2"], "vismech.store.atomic_directory",
+    ("read-only cache folder storing a finding", [RUN, "method=random_path", "task.limit=2"],
+     "vismech.store.atomic_directory",
      _read_only, ["cannot write '{root}/cache/findings/", "Read-only file system"]),
 ]
 

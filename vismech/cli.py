@@ -128,10 +128,7 @@ def cmd_run(args: list[str]) -> int:
     check_overrides(args)
     _store_plugin_method_configs()
     composed = check_composition(args)
-    try:
-        preflight(composed)  # before Hydra makes a run folder: a user error leaves nothing behind
-    except OSError as exc:
-        raise from_os_error(exc) or exc from None
+    preflight(composed)  # before Hydra makes a run folder: a user error leaves nothing behind
     runs = Path(composed.paths.runs_dir).absolute()
     runs_existed = runs.exists()
     failed: list[Path] = []

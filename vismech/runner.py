@@ -125,7 +125,8 @@ def preflight(cfg: DictConfig, check_results: bool = True) -> Plan:
     check_output_folder("paths.runs_dir", cfg.paths.runs_dir)
     if board is not None:
         check_output_folder("paths.leaderboard", board.parent)
-    if check_results and Path(cfg.paths.results_dir).is_dir():  # a record the board cannot read stops the run before it writes one
+    # a record the board cannot read stops the run before it writes one
+    if check_results and Path(cfg.paths.results_dir).is_dir():
         leaderboard.collect(cfg.paths.results_dir)
     return Plan(task, task_cfg, method, strengths, seed, board)
 
