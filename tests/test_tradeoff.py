@@ -23,7 +23,7 @@ EDITED = [True, False, False]  # strength 0 is the identity
 
 
 def headline(points=POINTS, limit=2.0, identity=(True, False, False)):
-    return matched_point(STRENGTHS, points, "fd", "lower", [Bound("kid", limit, "at most")], list(identity), {})
+    return matched_point(STRENGTHS, points, "fd", "lower", [Bound("kid", limit, "at most")], list(identity))
 
 
 def test_the_budget_binds_between_two_points_and_the_headline_is_interpolated_there():
@@ -65,15 +65,15 @@ def test_several_bounds_meet_on_one_interval():
               {"t": metric([0.0, 0.0]), "o": metric([0.6, 0.6]), "c": metric([59.0, 59.0])}]
     bounds = [Bound("o", 0.75, "at least"), Bound("c", 58.0, "at most")]
     # o crosses 0.75 at weight 0.25; c is 59 <= 58? no: c > 58 everywhere -> nothing feasible
-    assert matched_point([0.0, 1.0], points, "t", "lower", bounds, [True, False], {})["status"] == NO_POINT
+    assert matched_point([0.0, 1.0], points, "t", "lower", bounds, [True, False])["status"] == NO_POINT
     bounds = [Bound("o", 0.75, "at least"), Bound("c", 59.5, "at least")]
     # o: weight <= 0.25; c: 60 -> 59 crosses 59.5 at 0.5: feasible [0, 0.25], best target at 0.25 (0.75)
-    h = matched_point([0.0, 1.0], points, "t", "lower", bounds, [True, False], {})
+    h = matched_point([0.0, 1.0], points, "t", "lower", bounds, [True, False])
     assert h["weight"] == pytest.approx(0.25) and h["metrics"]["t"]["value"] == pytest.approx(0.75)
 
 
 def test_interpolating_pseudo_values_keeps_the_transform():
-    a = {"value": 0.5, "pseudo_values": [0.25, 0.25, 0.25], "ci_low": 0.5, "ci_high": 0.5}
-    b = {"value": 0.0, "pseudo_values": [0.0, 0.0, 0.0], "ci_low": 0.0, "ci_high": 0.0}
-    mid = interpolate(a, b, 0.5, "sqrt")  # FD^2 pseudo-values 0.125 -> FD sqrt(0.125)
+    a = {"value": 0.5, "pseudo_values": [0.25, 0.25, 0.25], "ci_low": 0.5, "ci_high": 0.5, "transform": "sqrt"}
+    b = {"value": 0.0, "pseudo_values": [0.0, 0.0, 0.0], "ci_low": 0.0, "ci_high": 0.0, "transform": "sqrt"}
+    mid = interpolate(a, b, 0.5)  # FD^2 pseudo-values 0.125 -> FD sqrt(0.125)
     assert mid["value"] == pytest.approx(0.125 ** 0.5) and mid["pseudo_values"] == [0.125] * 3

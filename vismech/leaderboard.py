@@ -9,8 +9,9 @@ intervals, the headline point marked.
 Admission: a record is listed only if its task is one the suite runs at the same benchmark version and protocol,
 every metric's fingerprint is the one the suite computes today, and its method can be found (built in or from an
 installed plugin). Other valid records are named under "Not admitted" with the reason; a record that does not
-validate stops the command. Records are read as data, never executed. A row is marked verified while a passing
-`vismech verify` of that exact record file lies beside it.
+validate (its schema, or summaries its own item values do not give) stops the command. Records are read as data,
+never executed. A row is marked verified while a passing `vismech verify` of what that record measured lies beside
+it (`vismech.verification_file`).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from .errors import VismechError
 from .io import atomic_write_text
 from .results import MetricResult, ResultRecord, format_estimate, load_records
 from .stats import is_tie
-from .verify import load_verification
+from .verification_file import status as verification_status
 
 
 @dataclass(frozen=True)
@@ -220,13 +221,6 @@ def _code_fingerprint(metric, result) -> str:
     return fingerprint_of({k: v for k, v in items.items() if k not in run_set})
 
 
-def _verified(path: Path) -> str:
-    found = load_verification(path)
-    if found is None:
-        return ""
-    return f"yes ({found.items} items)" if found.passed else "MISMATCH"
-
-
 def collect(results_dir: str | Path) -> Board:
     board = Board()
     seen: dict[tuple, Path] = {}
@@ -240,7 +234,7 @@ def collect(results_dir: str | Path) -> Board:
         seen[key] = path
         reason = refusal(record)
         if reason is None:
-            board.listed.append(Listed(record, _verified(path)))
+            board.listed.append(Listed(record, verification_status(path, record)))
         else:
             board.rejected.append((str(path.relative_to(root)) if path.is_relative_to(root) else str(path), reason))
     return board

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import subprocess
 from datetime import datetime, timezone
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import VismechError
 from .io import atomic_write_text
+from .stats import TRANSFORMS, Estimate, mean_estimate, pseudo_estimate
 
 SCHEMA_VERSION = 2  # 2: intervals may be absent (with a note), set-level pseudo-values, interpolated headlines
 LIBRARIES = ("vismech", "torch", "torchvision", "lightning", "torchmetrics", "timm", "diffusers", "transformers",
@@ -44,6 +46,7 @@ class MetricResult(_Strict):
     item_values: list[float] | None = None  # per-item metrics: one value per item
     pseudo_values: list[float] | None = None  # set-level metrics: one per jackknife group (vismech.stats)
     plugin_value: float | None = None  # set-level metrics: the statistic as the papers compute it on all items
+    transform: Literal["identity", "sqrt"] = "identity"  # value = transform(mean of the pseudo-values)
 
     @model_validator(mode="after")
     def _consistent(self) -> "MetricResult":
@@ -87,6 +90,11 @@ class MethodInfo(_Strict):
     config: dict[str, Any]
     config_digest: str
     finding_digest: str
+    # digest of the source of the method's modules, and a plugin's distribution and version (None: built in);
+    # optional, so records made before they were kept still validate
+    code_digest: str | None = None
+    distribution: str | None = None
+    distribution_version: str | None = None
 
 
 class SubjectInfo(_Strict):
@@ -249,6 +257,10 @@ def load_record(path: str | Path) -> ResultRecord:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise VismechError(f"result record '{path}' does not exist") from None
+    except IsADirectoryError:
+        raise VismechError(f"result record '{path}' is a folder; give a record file (*.json)") from None
+    except OSError as exc:
+        raise VismechError(f"result record '{path}' cannot be read ({exc.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise VismechError(f"result record '{path}' is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -257,12 +269,80 @@ def load_record(path: str | Path) -> ResultRecord:
         raise VismechError(f"result record '{path}' has schema_version {data.get('schema_version')!r}; "
                            f"this vismech reads {SCHEMA_VERSION}")
     try:
-        return ResultRecord.model_validate(data)
+        record = ResultRecord.model_validate(data)
     except ValidationError as exc:
         raise VismechError(f"result record '{path}' is invalid: {_first_error(exc)}") from None
+    problem = summary_mismatch(record)
+    if problem:
+        raise VismechError(f"result record '{path}' does not match its own items: {problem}")
+    return record
+
+
+# a summary recomputed from the same item values differs from the stored one by float noise at most
+SUMMARY_TOLERANCE = 1e-9
+
+
+def summary_mismatch(record: ResultRecord) -> str | None:
+    """The first metric whose stored summary its own values do not give, or None.
+
+    A per-item metric's value and interval are what `stats.mean_estimate` gives on its item values, and a
+    jackknifed set-level metric's what `stats.pseudo_estimate` gives on its pseudo-values: the calls the metrics'
+    `summarize` makes, so a record cannot claim numbers its items do not hold. A set-level metric with another
+    interval (FD's score interval, made from rows the record does not keep) must be finite and inside it."""
+    points = [(f"at strength {p.strength:g}", p.metrics) for p in record.sweep]
+    if record.headline.metrics is not None:
+        points.append(("at the headline", record.headline.metrics))
+    for at, metrics in points:
+        for name, m in metrics.items():
+            where = f"metric '{name}' {at}"
+            bounds = [v for v in (m.value, m.ci_low, m.ci_high) if v is not None]
+            if not all(math.isfinite(v) for v in bounds):
+                return f"{where} has a non-finite value or interval bound"
+            values = m.paired_values()
+            if values is not None and not all(math.isfinite(v) for v in values):
+                return f"{where} has a non-finite item value"
+            if m.item_values is not None:
+                recomputed = mean_estimate(m.item_values, m.ci_level)
+            elif m.pseudo_values is not None and m.ci_method == "jackknife-t":
+                recomputed = pseudo_estimate(m.pseudo_values, TRANSFORMS[m.transform], m.ci_level)
+            else:
+                continue
+            problem = _differs(m, recomputed, len(values))
+            if problem:
+                return f"{where} {problem}"
+    return None
+
+
+def _differs(m: MetricResult, recomputed: Estimate, count: int) -> str | None:
+    for label, stored, again in (("value", m.value, recomputed.value), ("ci_low", m.ci_low, recomputed.low),
+                                 ("ci_high", m.ci_high, recomputed.high)):
+        if (stored is None) != (again is None) or (
+                stored is not None and not math.isclose(stored, again, rel_tol=SUMMARY_TOLERANCE,
+                                                        abs_tol=SUMMARY_TOLERANCE)):
+            return f"stores {label} {stored!r}, but its {count} values give {again!r}"
+    return None
+
+
+def record_files(folder: str | Path) -> list[Path]:
+    """Every record file under the folder; `vismech verify`'s outcomes beside them are not records."""
+    return [p for p in sorted(Path(folder).rglob("*.json")) if not p.name.endswith(".verification.json")]
+
+
+def expand_record_paths(paths: list[str | Path]) -> list[Path]:
+    """Record paths as given, with each folder replaced by the records under it (one error if it holds none)."""
+    found: list[Path] = []
+    for given in map(Path, paths):
+        if given.is_dir():
+            inside = record_files(given)
+            if not inside:
+                raise VismechError(f"folder '{given}' holds no result record (*.json); give records or a folder "
+                                   f"of them")
+            found += inside
+        else:
+            found.append(given)
+    return found
 
 
 def load_records(results_dir: str | Path) -> list[tuple[Path, ResultRecord]]:
-    """Every record under the folder; `vismech verify`'s outcomes beside them are not records."""
-    root = Path(results_dir)
-    return [(p, load_record(p)) for p in sorted(root.rglob("*.json")) if not p.name.endswith(".verification.json")]
+    """Every record under the folder, each validated (summaries recomputed from its items)."""
+    return [(p, load_record(p)) for p in record_files(results_dir)]

@@ -39,8 +39,9 @@ class Bound:
         return f"{self.metric} {self.keep} {self.limit:.4g}"
 
 
-def interpolate(a: Summary, b: Summary, weight: float, transform: str = "identity") -> Summary:
-    """`a` and `b` (the same metric on the same items at two sweep points) at (1 - weight) a + weight b."""
+def interpolate(a: Summary, b: Summary, weight: float) -> Summary:
+    """`a` and `b` (the same metric on the same items at two sweep points) at (1 - weight) a + weight b; a set-level
+    metric's pseudo-values are interpolated on the scale it jackknifes (its `transform` maps them to its value)."""
     if weight == 0:
         return a
     if weight == 1:
@@ -51,7 +52,7 @@ def interpolate(a: Summary, b: Summary, weight: float, transform: str = "identit
         estimate, out["item_values"] = mean_estimate(values), values.tolist()
     elif a.get("pseudo_values") is not None:
         pseudo = (1 - weight) * np.asarray(a["pseudo_values"]) + weight * np.asarray(b["pseudo_values"])
-        estimate, out["pseudo_values"] = pseudo_estimate(pseudo, TRANSFORMS[transform]), pseudo.tolist()
+        estimate, out["pseudo_values"] = pseudo_estimate(pseudo, TRANSFORMS[a.get("transform", "identity")]), pseudo.tolist()
     else:  # no interval at either end (FID below its items-per-dimension): the value alone
         estimate = Estimate((1 - weight) * a["value"] + weight * b["value"], None, None, "none", a.get("ci_note"))
     out.update(value=estimate.value, ci_low=estimate.low, ci_high=estimate.high, ci_method=estimate.method,
@@ -73,7 +74,7 @@ def _feasible_weights(a: Point, b: Point, bounds: list[Bound]) -> tuple[float, f
 
 
 def matched_point(strengths: list[float], points: list[Point], primary: str, direction: str, bounds: list[Bound],
-                  identity: list[bool], transforms: dict[str, str]) -> dict[str, Any]:
+                  identity: list[bool]) -> dict[str, Any]:
     """The headline (fields of `vismech.results.Headline` but `rule`): the best primary value on the sweep's curve
     where every bound holds, the identity point excluded unless every point is the identity."""
     order = sorted(range(len(strengths)), key=lambda i: strengths[i])
@@ -95,8 +96,7 @@ def matched_point(strengths: list[float], points: list[Point], primary: str, dir
 
     def at(c: tuple[int, int, float]) -> Point:
         i, j, w = c
-        return {name: interpolate(points[i][name], points[j][name], w, transforms.get(name, "identity"))
-                for name in points[i]}
+        return {name: interpolate(points[i][name], points[j][name], w) for name in points[i]}
 
     def score(c: tuple[int, int, float]) -> tuple[float, float]:
         i, j, w = c

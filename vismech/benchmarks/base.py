@@ -53,6 +53,10 @@ class TaskConfig:
             raise VismechError(f"task.batch_size must be >= 1, got {self.batch_size}")
         if not self.strengths:
             raise VismechError("task.strengths is empty; give at least one strength, e.g. task.strengths=[1.0]")
+        repeated = sorted({s for s in self.strengths if self.strengths.count(s) > 1})
+        if repeated:
+            raise VismechError(f"task.strengths repeats {', '.join(f'{s:g}' for s in repeated)} in "
+                               f"{list(self.strengths)}; give each strength once")
 
 
 PROGRESS_FORMAT = "2"  # 2: set-level metric rows stored flat
@@ -240,6 +244,11 @@ class Benchmark(L.LightningModule):
     def check_strength(cls, method: Method, strength: float) -> float:
         """A sweep point is the method's edit strength unless the task gives the sweep its own meaning."""
         return method.check_strength(strength)
+
+    @classmethod
+    def check_subject(cls, task_cfg: TaskConfig, subject: Subject) -> None:
+        """Refuse, before the fit, a task config the subject cannot take (a depth beyond its layers); the default
+        accepts every subject."""
 
     @classmethod
     def make_items(cls, task_cfg: TaskConfig, subject: Subject) -> Dataset:

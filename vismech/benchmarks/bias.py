@@ -1,7 +1,8 @@
 """bias: steer what a diffusion model generates towards a target distribution of one attribute; measure the result.
 
 docs/tasks/bias.md (metrics and headline) and docs/protocols.md. Items are test sample ids (`task.ids`, a range inside
-`vismech.datasets.bias.TEST_IDS`, disjoint from the fit and calibration ids a method tunes on); a text-conditional
+`vismech.datasets.bias.TEST_IDS`, disjoint from the fit and calibration ids a method tunes on, cut to its first
+`task.limit` ids when a limit is set: the item set's name and digest say so); a text-conditional
 subject gives id i the prompt `prompts[i % len(prompts)]`, so `task.ids` spreads evenly over the colour-less garment
 prompts. Every method and strength generates the same items on per-item seeds; the unedited images are generated
 too (shared by all methods). Per sweep point:
@@ -110,6 +111,11 @@ class BiasConfig(GenerativeConfig):
                            f"e.g. gender: [male, female]; age: ['0-19', '20-59', '60+']; race: [White, Black, "
                            f"Asian, Indian])")
 
+    def test_range(self) -> tuple[int, int]:
+        """The test ids [start, stop): `ids`, cut to its first `limit` ids when a limit is set."""
+        start, stop = (int(v) for v in self.ids)
+        return (start, stop) if self.limit is None else (start, min(stop, start + self.limit))
+
     def words(self) -> tuple[str, ...]:
         return tuple((self.class_words or {}).get(c, c) for c in self.class_names())
 
@@ -197,7 +203,7 @@ class BiasBenchmark(GenerativeBenchmark):
 
     @classmethod
     def make_items(cls, task_cfg: BiasConfig, subject) -> BiasItems:
-        return BiasItems(tuple(task_cfg.ids), task_cfg.test_prompts(subject.conditional), task_cfg.class_names(),
+        return BiasItems(task_cfg.test_range(), task_cfg.test_prompts(subject.conditional), task_cfg.class_names(),
                          task_cfg.target_distribution(), task_cfg.attribute)
 
     @classmethod
@@ -224,8 +230,8 @@ class BiasBenchmark(GenerativeBenchmark):
         self.judge_columns, self.attribute_probs = judge_columns(self.judges, task_cfg.attribute, self.classes)
         self.unedited = nn.ModuleDict({n: self.make_metric(n) for n in (*self.shares, "fd", "kid", "fid")})
         self.prompts = task_cfg.test_prompts(subject.conditional)
-        start = task_cfg.ids[0]
-        self.grid_ids = list(range(start, min(start + GRID_ITEMS, task_cfg.ids[1])))
+        start, stop = task_cfg.test_range()
+        self.grid_ids = list(range(start, min(start + GRID_ITEMS, stop)))
 
     def reference_metrics(self) -> dict:
         return dict(self.unedited.items())

@@ -11,6 +11,7 @@ blocking): across batch sizes pixels differ by about 1e-6, which no judge's deci
 """
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..code_digest import code_digest
 from ..datasets.bias import Sampling
 from ..edit import Edit, NoEdit
 from ..errors import VismechError
@@ -69,6 +71,7 @@ class GenerativeBenchmark(Benchmark):
         super().__init__(subject, method, finding, strengths, run_seed, task_cfg)
         self.generated = 0  # images this run made (the rest came from the cache)
         self._identity: dict[int, bool] = {}
+        self._producers: dict[bool, str] = {}
 
     # --- metrics with their judge's fingerprint ----------------------------------------------------------------
 
@@ -94,9 +97,8 @@ class GenerativeBenchmark(Benchmark):
     def matched_headline(self, bounds: list[Bound]) -> dict[str, Any]:
         """The primary metric read off the sweep where every quality bound holds (vismech.tradeoff)."""
         primary = self.summaries[0][self.primary_metric]
-        transforms = {n: getattr(METRICS.get(n), "transform", "identity") for n in self.summaries[0]}
         return matched_point(self.strengths, self.summaries, self.primary_metric, primary["direction"], bounds,
-                             [self.is_identity(i) for i in range(len(self.strengths))], transforms)
+                             [self.is_identity(i) for i in range(len(self.strengths))])
 
     def headline_strength(self) -> float:
         return self.headline()["strength"]
@@ -128,8 +130,20 @@ class GenerativeBenchmark(Benchmark):
                                strength=strength, sampler=f"ddim(eta={self.sampling.eta})", steps=self.sampling.steps,
                                guidance=self.sampling.guidance_scale if self.subject.conditional else None,
                                prompt=prompts[k] if prompts is not None else None, seed=seed, dtype=dtype,
-                               producer=PRODUCER)
+                               producer=self.producer(identity))
                 for k, seed in enumerate(self.seeds(ids))]
+
+    def producer(self, identity: bool) -> str:
+        """The code an image comes from: the sampler and the subject's wrapper, and for an edited image the
+        method's code too (unedited images stay shared by every method)."""
+        if identity not in self._producers:
+            from ..methods.edited_sampler import sample
+
+            code = {"sampler": code_digest(sample, type(self.subject))}
+            if not identity:
+                code["method"] = self.method.code_identity()
+            self._producers[identity] = f"{PRODUCER}|{json.dumps(code, sort_keys=True)}"
+        return self._producers[identity]
 
     def edit(self, point: int | None) -> Edit | None:
         return None if self.is_identity(point) else self.method.edit(self.subject, self.finding, self.strengths[point])

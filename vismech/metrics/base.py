@@ -146,5 +146,5 @@ class SetMetric(ItemMetric):
             return {**self.describe(Estimate(plugin, None, None, "none", note), n), "plugin_value": plugin,
                     "item_ids": ids.tolist()}
         pseudo = pseudo_values(rows, self.statistic)
-        return {**self.describe(self.estimate(rows, pseudo), n), "plugin_value": plugin,
+        return {**self.describe(self.estimate(rows, pseudo), n), "plugin_value": plugin, "transform": self.transform,
                 "item_ids": ids.tolist(), "pseudo_values": pseudo.tolist()}
