@@ -20,8 +20,8 @@ commands:
   run [-m] [KEY=VALUE ...]     run a benchmark (Hydra overrides, e.g. task=... method=... model=...; -m sweeps)
   list [tasks|methods|models|metrics]
                                what is registered, one line each
-  leaderboard [--results DIR] [--out FILE] [--check]
-                               regenerate leaderboard.md from result records
+  leaderboard [--results DIR] [--out FILE] [--site DIR] [--no-site] [--cache DIR] [--check]
+                               regenerate leaderboard.md and the static site (docs/leaderboard/) from result records
   validate RECORD.json ...     check result records against the schema
   verify [--limit N] RECORD.json ...
                                re-run each record's config and check its numbers (exit 1 on a mismatch)
@@ -179,22 +179,53 @@ def cmd_leaderboard(args: list[str]) -> int:
     parser = ArgumentParser(prog="vismech leaderboard")
     parser.add_argument("--results", default="results", help="folder of result records (default: results)")
     parser.add_argument("--out", default="leaderboard.md", help="file to write (default: leaderboard.md)")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file is out of date, write nothing")
+    parser.add_argument("--site", default=None,
+                        help=f"folder of the static site to write (default: {SITE} beside the --out file)")
+    parser.add_argument("--no-site", action="store_true", help="write leaderboard.md only")
+    parser.add_argument("--cache", default=".vismech-cache",
+                        help="cache folder whose generated images become the site's thumbnails (default: .vismech-cache)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the file or site is out of date, write nothing")
     opts = parser.parse_args(args)
-    text = leaderboard.render(leaderboard.collect(opts.results))
+    board = leaderboard.collect(opts.results)
+    text = leaderboard.render(board)
     out = Path(opts.out)
+    site_dir = None if opts.no_site else Path(opts.site) if opts.site else out.parent / SITE
+    site = _site(board, site_dir, opts.cache) if site_dir is not None else None
     if opts.check:
+        from .site import stale
+
         current = out.read_text() if out.is_file() else ""
+        differ = stale(site, site_dir) if site is not None else []
         if current != text:
             print(f"{out} is out of date: run `vismech leaderboard`", file=sys.stderr)
+        if differ:
+            print(f"{site_dir} is out of date ({len(differ)} files differ, e.g. {differ[0]}): run "
+                  f"`vismech leaderboard`", file=sys.stderr)
+        if current != text or differ:
             return 1
-        print(f"{out} is up to date")
+        print(f"{out}{'' if site is None else f' and {site_dir}'} are up to date")
         return 0
     from .io import atomic_write_text
 
     atomic_write_text(out, text)
     print(f"wrote {out}")
+    if site is not None:
+        from .site import write
+
+        write(site, site_dir)
+        print(f"wrote {site_dir}/ ({len(site.files)} files, {site.size() / 2**20:.1f} MiB)")
     return 0
+
+
+SITE = "docs/leaderboard"
+
+
+def _site(board, folder: Path, cache: str):
+    """The site of `board`; thumbnails come from the cache, else from the site in `folder` that it replaces."""
+    from .site import build
+
+    pictures = Path("docs/img")
+    return build(board, cache_dir=cache, previous=folder, pictures=pictures if pictures.is_dir() else None)
 
 
 def cmd_validate(args: list[str]) -> int:
@@ -234,6 +265,10 @@ def _refresh_leaderboard(record_paths: list[str]) -> None:
     results, board = Path("results").resolve(), Path("leaderboard.md")
     if board.is_file() and all(Path(p).resolve().is_relative_to(results) for p in record_paths):
         leaderboard.write(results, board)
+        if (Path(SITE) / "index.html").is_file():
+            from .site import write
+
+            write(_site(leaderboard.collect(results), Path(SITE), ".vismech-cache"), SITE)
 
 
 def cmd_cache(args: list[str]) -> int:

@@ -27,6 +27,7 @@ from .verify import load_verification
 class Listed:
     record: ResultRecord
     verified: str = ""  # "", "yes (all items)", "yes (first N items)" or "MISMATCH"
+    path: str = ""  # the record file, relative to the results folder ("" for records not read from one)
 
 
 @dataclass
@@ -42,8 +43,63 @@ Each cell is the mean over items with its 95% bootstrap CI. **Bold** is the best
 Mini-track numbers come from the suite's own small models and are never comparable with paper-track numbers.
 """
 
+# A cell's standing against the best row: TIE and DISTINCT are decided by the paired test, UNPAIRED when the two
+# records share no items to pair, BEST on the best row, "" where no test was made (the metrics beside the primary).
+BEST, TIE, DISTINCT, UNPAIRED = "best", "tie", "distinct", "unpaired"
 
-def _fmt(m: MetricResult) -> str:
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    direction: str  # "higher" or "lower" is better
+    units: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Cell:
+    value: float
+    ci_low: float
+    ci_high: float
+    standing: str = ""  # BEST, TIE, DISTINCT, UNPAIRED or ""
+
+
+@dataclass(frozen=True)
+class Row:
+    rank: int
+    record: ResultRecord
+    cells: list[Cell]  # one per Table.columns
+    verified: str
+    path: str  # the record file under the results folder (its standard place for records not read from one)
+
+    @property
+    def commit(self) -> str:
+        return self.record.provenance.git_commit[:8] + ("+" if self.record.provenance.git_dirty else "")
+
+
+@dataclass(frozen=True)
+class Table:
+    """One ranked table: what leaderboard.md and the site both render."""
+
+    track: str
+    task: str
+    subject: str
+    variant: int  # 1, or n for the n-th table of the same (track, task, subject) with another protocol or fingerprints
+    first: ResultRecord  # the records of a table share protocol, items, subject weights and fingerprints
+    columns: list[Column]  # the primary metric first
+    rows: list[Row]
+
+    @property
+    def title(self) -> str:
+        return f"{self.track} · {self.task} · {self.subject}" + (
+            f" (protocol variant {self.variant})" if self.variant > 1 else "")
+
+    @property
+    def slug(self) -> str:
+        return f"{self.track}-{self.task}-{self.subject}" + (f"-v{self.variant}" if self.variant > 1 else "")
+
+
+def _fmt(m: MetricResult | Cell) -> str:
     return f"{m.value:.4f} [{m.ci_low:.4f}, {m.ci_high:.4f}]"
 
 
@@ -59,63 +115,91 @@ def _tied(best: MetricResult, other: MetricResult) -> bool | None:
     return low <= 0.0 <= high
 
 
-def _render_table(rows: list[Listed], variant: int) -> list[str]:
-    status = {id(row.record): row.verified for row in rows}
+def _standing(rank: int, best: MetricResult, other: MetricResult) -> str:
+    if rank == 1:
+        return BEST
+    tie = _tied(best, other)
+    return UNPAIRED if tie is None else (TIE if tie else DISTINCT)
+
+
+def _table(rows: list[Listed], variant: int) -> Table:
+    status = {id(row.record): (row.verified, row.path or row.record.relative_path().as_posix()) for row in rows}
     records = [row.record for row in rows]
     first = records[0]
     primary = first.primary_metric
     sign = 1 if first.headline_point().metrics[primary].direction == "higher" else -1
     records = sorted(records, key=lambda r: (-sign * r.headline_point().metrics[primary].value, r.method.name,
                                              r.method.config_digest))
-    metrics = [primary] + sorted(n for n in first.headline_point().metrics if n != primary)
-    title = f"## {first.subject.track} · {first.task} · {first.subject.id}"
-    lines = [title + (f" (protocol variant {variant})" if variant > 1 else ""), "",
+    names = [primary] + sorted(n for n in first.headline_point().metrics if n != primary)
+    head = first.headline_point().metrics
+    columns = [Column(n, head[n].direction, head[n].units, head[n].fingerprint) for n in names]
+    best = records[0].headline_point().metrics[primary]
+    out = []
+    for rank, r in enumerate(records, 1):
+        point = r.headline_point()
+        cells = [Cell(point.metrics[n].value, point.metrics[n].ci_low, point.metrics[n].ci_high,
+                      _standing(rank, best, point.metrics[n]) if i == 0 else "") for i, n in enumerate(names)]
+        out.append(Row(rank, r, cells, *status[id(r)]))
+    return Table(first.subject.track, first.task, first.subject.id, variant, first, columns, out)
+
+
+def tables(board: Board | list[ResultRecord]) -> list[Table]:
+    """The board's tables in the order leaderboard.md lists them."""
+    if not isinstance(board, Board):
+        board = Board([Listed(r) for r in board])
+    grouped: dict[tuple, list[Listed]] = defaultdict(list)
+    for row in board.listed:
+        grouped[_table_key(row.record)].append(row)
+    variants: dict[tuple, int] = defaultdict(int)
+    out = []
+    for key in sorted(grouped):
+        variants[key[:3]] += 1
+        out.append(_table(grouped[key], variants[key[:3]]))
+    return out
+
+
+MARKS = {BEST: "", TIE: " ≈", DISTINCT: "", UNPAIRED: " (no paired items)", "": ""}
+
+
+def method_label(r: ResultRecord) -> str:
+    name = f"`{r.method.name}`" + (" (control)" if r.method.control else "")
+    name += f" `{r.method.config_digest[:8]}`"
+    if r.method.source != "vismech":
+        name += f" from `{r.method.source}`"
+    if r.provenance.kind == "reported":
+        name += " (reported, not reproduced)"
+    return name
+
+
+def _render_table(table: Table) -> list[str]:
+    first = table.first
+    lines = ["## " + table.title, "",
              f"- protocol: {first.protocol}",
              f"- items: `{first.items.name}`, {first.items.size} items (digest `{first.items.digest[:12]}`)",
              f"- subject weights: `{first.subject.weights_digest[:12]}`",
              f"- headline point: {first.headline.rule}"]
-    for name in metrics:
-        m = first.headline_point().metrics[name]
-        lines.append(f"- `{name}`: {m.direction} is better; {m.units}; fingerprint `{m.fingerprint}`")
-    lines += ["", "| rank | method | " + " | ".join(f"`{n}`" for n in metrics) + " | forward passes | wall s | commit | verified |",
-              "|---|---|" + "---|" * len(metrics) + "---|---|---|---|"]
-    best = records[0].headline_point().metrics[primary]
-    for rank, r in enumerate(records, 1):
-        point = r.headline_point()
-        mark = ""
-        if rank > 1:
-            tie = _tied(best, point.metrics[primary])
-            mark = " ≈" if tie else ("" if tie is False else " (no paired items)")
-        name = f"`{r.method.name}`" + (" (control)" if r.method.control else "")
-        name += f" `{r.method.config_digest[:8]}`"
-        if r.method.source != "vismech":
-            name += f" from `{r.method.source}`"
-        if r.provenance.kind == "reported":
-            name += " (reported, not reproduced)"
-        cells = []
-        for i, n in enumerate(metrics):
-            cell = _fmt(point.metrics[n])
-            cells.append(f"**{cell}**" if rank == 1 and i == 0 else (cell + mark if i == 0 else cell))
-        commit = r.provenance.git_commit[:8] + ("+" if r.provenance.git_dirty else "")
-        lines.append(f"| {rank} | {name} | " + " | ".join(cells) +
-                     f" | {r.cost.forward_passes} | {r.cost.wall_time_s:.1f} | `{commit}` | {status[id(r)] or 'no'} |")
+    for c in table.columns:
+        lines.append(f"- `{c.name}`: {c.direction} is better; {c.units}; fingerprint `{c.fingerprint}`")
+    lines += ["", "| rank | method | " + " | ".join(f"`{c.name}`" for c in table.columns)
+              + " | forward passes | wall s | commit | verified |",
+              "|---|---|" + "---|" * len(table.columns) + "---|---|---|---|"]
+    for row in table.rows:
+        r = row.record
+        cells = [f"**{_fmt(c)}**" if c.standing == BEST else _fmt(c) + MARKS[c.standing] for c in row.cells]
+        lines.append(f"| {row.rank} | {method_label(r)} | " + " | ".join(cells) +
+                     f" | {r.cost.forward_passes} | {r.cost.wall_time_s:.1f} | `{row.commit}` | {row.verified or 'no'} |")
     return lines + [""]
 
 
 def render(board: Board | list[ResultRecord]) -> str:
     if not isinstance(board, Board):
         board = Board([Listed(r) for r in board])
-    tables: dict[tuple, list[Listed]] = defaultdict(list)
-    for row in board.listed:
-        tables[_table_key(row.record)].append(row)
     out = [HEADER]
-    if not tables:
+    found = tables(board)
+    if not found:
         out.append("No results yet: run `vismech run` to make one.\n")
-    variants: dict[tuple, int] = defaultdict(int)
-    for key in sorted(tables):
-        base = key[:3]
-        variants[base] += 1
-        out += _render_table(tables[key], variants[base])
+    for table in found:
+        out += _render_table(table)
     if board.rejected:
         out += ["## Not admitted", ""] + [f"- `{path}`: {reason}" for path, reason in sorted(board.rejected)] + [""]
     return "\n".join(out).rstrip() + "\n"
@@ -182,10 +266,11 @@ def collect(results_dir: str | Path) -> Board:
             raise VismechError(f"records '{seen[key]}' and '{path}' are the same run; keep one")
         seen[key] = path
         reason = refusal(record)
+        shown = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
         if reason is None:
-            board.listed.append(Listed(record, _verified(path)))
+            board.listed.append(Listed(record, _verified(path), shown))
         else:
-            board.rejected.append((str(path.relative_to(root)) if path.is_relative_to(root) else str(path), reason))
+            board.rejected.append((shown, reason))
     return board
 
 

@@ -53,6 +53,19 @@ class GenerativeConfig(TaskConfig):
         return Sampling(**self.sampling)
 
 
+def image_keys(subject: DiffusionSubject, method: str, finding: str, strength: float, sampling: Sampling,
+               prompts: Sequence[str] | None, seeds: Sequence[int]) -> list[str]:
+    """The cache keys of images made by `method` (UNEDITED, finding "" and strength 0 for the unedited model) on
+    per-item `seeds`; also how the leaderboard site finds a record's images again."""
+    dtype = str(next(subject.unet.parameters()).dtype)
+    return [generation_key(subject=subject.weights_digest, method=method, finding=finding, strength=strength,
+                           sampler=f"ddim(eta={sampling.eta})", steps=sampling.steps,
+                           guidance=sampling.guidance_scale if subject.conditional else None,
+                           prompt=prompts[k] if prompts is not None else None, seed=seed, dtype=dtype,
+                           producer=PRODUCER)
+            for k, seed in enumerate(seeds)]
+
+
 class GenerativeBenchmark(Benchmark):
     """Subclasses call `self.images(ids, prompts, point)` (point None: unedited) inside `test_step`."""
 
@@ -104,16 +117,9 @@ class GenerativeBenchmark(Benchmark):
 
     def keys(self, ids: Sequence[int], prompts: Sequence[str] | None, point: int | None) -> list[str]:
         identity = self.is_identity(point)
-        method = UNEDITED if identity else self.method.name
-        finding = "" if identity else self.finding.digest()
-        strength = 0.0 if identity else self.strengths[point]
-        dtype = str(next(self.subject.unet.parameters()).dtype)
-        return [generation_key(subject=self.subject.weights_digest, method=method, finding=finding,
-                               strength=strength, sampler=f"ddim(eta={self.sampling.eta})", steps=self.sampling.steps,
-                               guidance=self.sampling.guidance_scale if self.subject.conditional else None,
-                               prompt=prompts[k] if prompts is not None else None, seed=seed, dtype=dtype,
-                               producer=PRODUCER)
-                for k, seed in enumerate(self.seeds(ids))]
+        return image_keys(self.subject, UNEDITED if identity else self.method.name,
+                          "" if identity else self.finding.digest(), 0.0 if identity else self.strengths[point],
+                          self.sampling, prompts, self.seeds(ids))
 
     def edit(self, point: int | None) -> Edit | None:
         return None if self.is_identity(point) else self.method.edit(self.subject, self.finding, self.strengths[point])
