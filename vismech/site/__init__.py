@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.resources import files as package_files
 from pathlib import Path
 
@@ -93,6 +93,7 @@ def build(board: Board, *, cache_dir: str | Path | None = None, previous: str | 
         for row in table.rows:
             slug = record_slug(row.path)
             sheet = browsers.get(row.path)
+            site.put(f"img/curves/records/{slug}.svg", tradeoff_svg(replace(table, rows=[row]), salt=slug))
             site.put(f"records/{slug}.html", env.get_template("record.html").render(
                 root="../", table=table, row=row, r=row.record, sheet=sheet, slug=slug))
             for k, (strength, shots) in enumerate(sorted((sheet or {}).items())):
