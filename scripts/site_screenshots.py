@@ -1,7 +1,7 @@
 """Screenshots of the leaderboard site's four page types (index, table, record, item browser) into docs/img/.
 
     .venv/bin/python scripts/site_screenshots.py [--site docs/leaderboard] [--out docs/img] [--table SLUG]
-        [--items ITEM_PAGE]
+        [--items ITEM_PAGE] [--pages index,table,record,items]
 
 Needs Debian's chromium and chromium-driver and the dev extra (selenium). The item page is the first one the site
 has unless --items names one (a site built from a cache; see `vismech leaderboard --cache`)."""
@@ -39,10 +39,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default="docs/img")
     parser.add_argument("--table", default=None, help="the table page's slug, e.g. mini-bias-sd_world")
     parser.add_argument("--items", default=None, help="an item page's file name under items/")
+    parser.add_argument("--pages", default="index,table,record,items", help="which page types to shoot")
     opts = parser.parse_args(argv)
-    driver = chromium(width=1400, height=900)
+    wanted = opts.pages.split(",")
+    driver = chromium(width=1400, height=1200)
     try:
         for kind, path in pages(Path(opts.site), opts.table, opts.items).items():
+            if kind not in wanted:
+                continue
             driver.get(page_url(path))
             out = Path(opts.out) / f"site_{kind}.png"
             driver.save_screenshot(str(out))
