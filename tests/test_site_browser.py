@@ -58,7 +58,9 @@ def driver():
 
 def _pages(folder: Path) -> list[Path]:
     record = site.record_slug(Path(CONCEPT).relative_to("results").as_posix())
-    return [folder / "index.html", folder / "tables" / "mini-concept-sd_world.html",
+    table = next(p.name for p in sorted((folder / "tables").glob("mini-concept-sd_world-*.html"))
+                 if f"{record}.html" in p.read_text())
+    return [folder / "index.html", folder / "tables" / table,
             folder / "records" / f"{record}.html", folder / "items" / f"{record}--s1-p0.html"]
 
 

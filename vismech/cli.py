@@ -127,6 +127,7 @@ def cmd_run(args: list[str]) -> int:
     check_composition(args)
 
     def task_function(cfg) -> None:
+        from .results import format_estimate
         from .runner import execute
 
         try:
@@ -135,9 +136,12 @@ def cmd_run(args: list[str]) -> int:
             print(f"vismech: error: {exc}", file=sys.stderr)
             sys.exit(2)
         if outcome is not None:
-            head = outcome.record.headline_point().metrics[outcome.record.primary_metric]
-            print(f"{outcome.record.method.name}: {head.name} = {head.value:.4f} "
-                  f"[{head.ci_low:.4f}, {head.ci_high:.4f}] -> {outcome.path}")
+            point = outcome.record.headline_point()
+            if point is None:
+                print(f"{outcome.record.method.name}: no point within budget -> {outcome.path}")
+            else:
+                head = point.metrics[outcome.record.primary_metric]
+                print(f"{outcome.record.method.name}: {head.name} = {format_estimate(head)} -> {outcome.path}")
 
     main = hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(task_function)
     saved = sys.argv
@@ -187,33 +191,29 @@ def cmd_leaderboard(args: list[str]) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if the file or site is out of date, write nothing")
     opts = parser.parse_args(args)
     board = leaderboard.collect(opts.results)
-    text = leaderboard.render(board)
     out = Path(opts.out)
+    files = leaderboard.outputs(board, out)
     site_dir = None if opts.no_site else Path(opts.site) if opts.site else out.parent / SITE
     site = _site(board, site_dir, opts.cache) if site_dir is not None else None
+    pictures = f"{len(files) - 1} pictures" + ("" if site is None else f" and {site_dir}")
     if opts.check:
         from .site import stale
 
-        current = out.read_text() if out.is_file() else ""
-        differ = stale(site, site_dir) if site is not None else []
-        if current != text:
-            print(f"{out} is out of date: run `vismech leaderboard`", file=sys.stderr)
+        differ = [str(p) for p, text in files.items() if not p.is_file() or p.read_text() != text]
+        differ += [f"{site_dir}/{name}" for name in stale(site, site_dir)] if site is not None else []
         if differ:
-            print(f"{site_dir} is out of date ({len(differ)} files differ, e.g. {differ[0]}): run "
+            print(f"out of date: {', '.join(differ[:5])}{' ...' if len(differ) > 5 else ''}: run "
                   f"`vismech leaderboard`", file=sys.stderr)
-        if current != text or differ:
             return 1
-        print(f"{out}{'' if site is None else f' and {site_dir}'} are up to date")
+        print(f"{out} and its {pictures} are up to date")
         return 0
-    from .io import atomic_write_text
-
-    atomic_write_text(out, text)
-    print(f"wrote {out}")
+    leaderboard.write_files(files)
     if site is not None:
         from .site import write
 
         write(site, site_dir)
-        print(f"wrote {site_dir}/ ({len(site.files)} files, {site.size() / 2**20:.1f} MiB)")
+    print(f"wrote {out} and its {pictures}" + ("" if site is None else
+                                               f" ({len(site.files)} files, {site.size() / 2**20:.1f} MiB)"))
     return 0
 
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib.resources import files as package_files
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from ..errors import VismechError
-from ..leaderboard import BEST, TIE, UNPAIRED, Board, Table, method_label, tables
+from ..leaderboard import BEST, DISTINCT, TIE, Board, curve_x, method_label, tables
+from ..plots import tradeoff_svg
 from ..results import ResultRecord
-from .curves import tradeoff_svg
 from .thumbs import browse
 
 ITEMS = 40  # items of each generative record shown in the browser, spread over the item set
@@ -51,10 +51,11 @@ def _env() -> Environment:
     env = Environment(loader=PackageLoader("vismech.site", "templates"), autoescape=select_autoescape(["html"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["num"] = lambda v: f"{v:.4f}"
+    env.filters["ci"] = lambda m: "(no interval)" if m.ci_low is None else f"[{m.ci_low:.4f}, {m.ci_high:.4f}]"
     env.filters["strength"] = lambda v: f"{v:g}"
     env.filters["pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
     env.filters["plain"] = lambda s: s.replace("`", "")
-    env.globals.update(BEST=BEST, TIE=TIE, UNPAIRED=UNPAIRED, method_label=method_label, record_slug=record_slug)
+    env.globals.update(BEST=BEST, TIE=TIE, DISTINCT=DISTINCT, method_label=method_label, record_slug=record_slug)
     return env
 
 
@@ -76,7 +77,8 @@ def build(board: Board, *, cache_dir: str | Path | None = None, previous: str | 
     browsers: dict[str, dict[float, list]] = {}
     shown_pictures: dict[str, str] = {}
     for table in found:
-        site.put(f"img/curves/{table.slug}.svg", tradeoff_svg(table))
+        curve = tradeoff_svg([row.record for row in table.rows], curve_x(table.task))
+        site.put(f"img/curves/{table.slug}.svg", curve)
         picture = PICTURES.get((table.task, table.subject)) if table.track == "mini" else None
         if picture and pictures is not None and (Path(pictures) / picture).is_file():
             site.put(f"img/docs/{picture}", (Path(pictures) / picture).read_bytes())
@@ -93,7 +95,7 @@ def build(board: Board, *, cache_dir: str | Path | None = None, previous: str | 
         for row in table.rows:
             slug = record_slug(row.path)
             sheet = browsers.get(row.path)
-            site.put(f"img/curves/records/{slug}.svg", tradeoff_svg(replace(table, rows=[row]), salt=slug))
+            site.put(f"img/curves/records/{slug}.svg", tradeoff_svg([row.record], curve_x(table.task)))
             site.put(f"records/{slug}.html", env.get_template("record.html").render(
                 root="../", table=table, row=row, r=row.record, sheet=sheet, slug=slug))
             for k, (strength, shots) in enumerate(sorted((sheet or {}).items())):
