@@ -20,8 +20,8 @@ commands:
   run [-m] [KEY=VALUE ...]     run a benchmark (Hydra overrides, e.g. task=... method=... model=...; -m sweeps)
   list [tasks|methods|models|metrics]
                                what is registered, one line each
-  leaderboard [--results DIR] [--out FILE] [--check]
-                               regenerate leaderboard.md from result records
+  leaderboard [--results DIR] [--out FILE] [--site DIR] [--no-site] [--cache DIR] [--check]
+                               regenerate leaderboard.md and the static site (docs/leaderboard/) from result records
   validate RECORD.json|FOLDER ...
                                check result records: schema, and summaries recomputed from their items
   verify [--limit N] RECORD.json|FOLDER ...
@@ -219,21 +219,50 @@ def cmd_leaderboard(args: list[str]) -> int:
     parser.add_argument("--results", default="results", help="folder of result records (default: results)")
     parser.add_argument("--out", default=None,
                         help="file to write (default: leaderboard.md beside the results folder)")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file is out of date, write nothing")
+    parser.add_argument("--site", default=None,
+                        help=f"folder of the static site to write (default: {SITE} beside the --out file)")
+    parser.add_argument("--no-site", action="store_true", help="write leaderboard.md only")
+    parser.add_argument("--cache", default=".vismech-cache",
+                        help="cache folder whose generated images become the site's thumbnails (default: .vismech-cache)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the file or site is out of date, write nothing")
     opts = parser.parse_args(args)
+    board = leaderboard.collect(opts.results)
     # another folder's board goes beside it, never over this checkout's leaderboard.md
     out = Path(opts.out) if opts.out is not None else Path(opts.results).parent / "leaderboard.md"
-    files = leaderboard.outputs(leaderboard.collect(opts.results), out)
+    files = leaderboard.outputs(board, out)
+    site_dir = None if opts.no_site else Path(opts.site) if opts.site else out.parent / SITE
+    site = _site(board, site_dir, opts.cache) if site_dir is not None else None
+    pictures = f"{len(files) - 1} pictures" + ("" if site is None else f" and {site_dir}")
     if opts.check:
-        stale = [str(p) for p, text in files.items() if not p.is_file() or p.read_text() != text]
-        if stale:
-            print(f"out of date: {', '.join(stale)}: run `vismech leaderboard`", file=sys.stderr)
+        from .site import stale
+
+        differ = [str(p) for p, text in files.items() if not p.is_file() or p.read_text() != text]
+        differ += [f"{site_dir}/{name}" for name in stale(site, site_dir)] if site is not None else []
+        if differ:
+            print(f"out of date: {', '.join(differ[:5])}{' ...' if len(differ) > 5 else ''}: run "
+                  f"`vismech leaderboard`", file=sys.stderr)
             return 1
-        print(f"{out} and its {len(files) - 1} pictures are up to date")
+        print(f"{out} and its {pictures} are up to date")
         return 0
-    leaderboard.write(opts.results, out)
-    print(f"wrote {out} and {len(files) - 1} pictures under {out.parent / leaderboard.PICTURES}")
+    leaderboard.write_files(files)
+    if site is not None:
+        from .site import write
+
+        write(site, site_dir)
+    print(f"wrote {out} and its {pictures}" + ("" if site is None else
+                                               f" ({len(site.files)} files, {site.size() / 2**20:.1f} MiB)"))
     return 0
+
+
+SITE = "docs/leaderboard"
+
+
+def _site(board, folder: Path, cache: str):
+    """The site of `board`; thumbnails come from the cache, else from the site in `folder` that it replaces."""
+    from .site import build
+
+    pictures = Path("docs/img")
+    return build(board, cache_dir=cache, previous=folder, pictures=pictures if pictures.is_dir() else None)
 
 
 def cmd_validate(args: list[str]) -> int:
@@ -287,6 +316,10 @@ def _refresh_leaderboard(record_paths: list[str]) -> None:
     results, board = Path("results").resolve(), Path("leaderboard.md")
     if board.is_file() and all(Path(p).resolve().is_relative_to(results) for p in record_paths):
         leaderboard.write(results, board)
+        if (Path(SITE) / "index.html").is_file():
+            from .site import write
+
+            write(_site(leaderboard.collect(results), Path(SITE), ".vismech-cache"), SITE)
 
 
 def cmd_cache(args: list[str]) -> int:

@@ -30,6 +30,7 @@ from .verification_file import status as verification_status
 class Listed:
     record: ResultRecord
     verified: str = ""  # "", "yes (all items)", "yes (first N items)" or "MISMATCH"
+    path: str = ""  # the record file, relative to the results folder ("" for records not read from one)
 
 
 @dataclass
@@ -74,8 +75,92 @@ def _slug(first: ResultRecord, variant: int) -> str:
         f"-v{variant}" if variant > 1 else "")
 
 
-def _render_table(rows: list[Listed], variant: int, picture: str | None = None) -> list[str]:
-    status = {id(row.record): row.verified for row in rows}
+# A primary cell's standing against the best row: BEST, TIE or DISTINCT by the paired test, else why the two
+# cannot be compared ("(no paired items)", "(no interval)"); "" where no test is made (the other metrics).
+BEST, TIE, DISTINCT = "best", "tie", "distinct"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    direction: str  # "higher" or "lower" is better
+    units: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Cell:
+    metric: MetricResult
+    standing: str = ""
+
+    @property
+    def value(self) -> float:
+        return self.metric.value
+
+    @property
+    def ci_low(self) -> float | None:
+        return self.metric.ci_low
+
+    @property
+    def ci_high(self) -> float | None:
+        return self.metric.ci_high
+
+
+@dataclass(frozen=True)
+class Row:
+    rank: int | None  # None: no point of the method is within the task's budget
+    record: ResultRecord
+    cells: list[Cell]  # one per Table.columns; empty when rank is None
+    verified: str
+    path: str  # the record file under the results folder (its standard place for records not read from one)
+
+    @property
+    def commit(self) -> str:
+        return self.record.provenance.git_commit[:8] + ("+" if self.record.provenance.git_dirty else "")
+
+    @property
+    def strength(self) -> str:
+        h = self.record.headline
+        return f"{h.strength:.3g}" + (" (interpolated)" if h.status == "interpolated" else "")
+
+
+@dataclass(frozen=True)
+class Table:
+    """One ranked table: what leaderboard.md and the site both render."""
+
+    slug: str
+    variant: int  # 1, or n for the n-th table of the same (track, task, subject) with another protocol or fingerprints
+    first: ResultRecord  # the records of a table share protocol, items, subject weights and fingerprints
+    columns: list[Column]  # the primary metric first
+    rows: list[Row]
+
+    @property
+    def track(self) -> str:
+        return self.first.subject.track
+
+    @property
+    def task(self) -> str:
+        return self.first.task
+
+    @property
+    def subject(self) -> str:
+        return self.first.subject.id
+
+    @property
+    def title(self) -> str:
+        return f"{self.track} · {self.task} · {self.subject}" + (
+            f" (protocol variant {self.variant})" if self.variant > 1 else "")
+
+
+def _standing(rank: int, best: MetricResult | None, other: MetricResult) -> str:
+    if rank == 1:
+        return BEST
+    tie = _tied(best, other)
+    return TIE if tie is True else DISTINCT if tie is False else tie
+
+
+def _table(slug: str, rows: list[Listed], variant: int) -> Table:
+    status = {id(row.record): (row.verified, row.path or row.record.relative_path().as_posix()) for row in rows}
     records = [row.record for row in rows]
     first = records[0]
     primary = first.primary_metric
@@ -87,61 +172,78 @@ def _render_table(rows: list[Listed], variant: int, picture: str | None = None) 
                 r.method.config_digest)
 
     records = sorted(records, key=order)
-    metrics = [primary] + sorted(n for n in first.sweep[0].metrics if n != primary)
-    title = f"## {first.subject.track} · {first.task} · {first.subject.id}"
-    lines = [title + (f" (protocol variant {variant})" if variant > 1 else ""), "",
+    names = [primary] + sorted(n for n in first.sweep[0].metrics if n != primary)
+    head = first.sweep[0].metrics
+    columns = [Column(n, head[n].direction, head[n].units, head[n].fingerprint) for n in names]
+    best_point = records[0].headline_point()
+    best = None if best_point is None else best_point.metrics[primary]
+    out = []
+    for rank, r in enumerate(records, 1):
+        point = r.headline_point()
+        if point is None:
+            out.append(Row(None, r, [], *status[id(r)]))
+            continue
+        cells = [Cell(point.metrics[n], _standing(rank, best, point.metrics[n]) if i == 0 else "")
+                 for i, n in enumerate(names)]
+        out.append(Row(rank, r, cells, *status[id(r)]))
+    return Table(slug, variant, first, columns, out)
+
+
+def tables(board: Board | list[ResultRecord]) -> list[Table]:
+    """Every table of the board, in the order leaderboard.md lists them."""
+    if not isinstance(board, Board):
+        board = Board([Listed(r) for r in board])
+    grouped: dict[tuple, list[Listed]] = defaultdict(list)
+    for row in board.listed:
+        grouped[_table_key(row.record)].append(row)
+    variants: dict[tuple, int] = defaultdict(int)
+    out = []
+    for key in sorted(grouped):
+        variants[key[:3]] += 1
+        rows = grouped[key]
+        out.append(_table(_slug(rows[0].record, variants[key[:3]]), rows, variants[key[:3]]))
+    return out
+
+
+def method_label(r: ResultRecord) -> str:
+    name = f"`{r.method.name}`" + (" (control)" if r.method.control else "")
+    name += f" `{r.method.config_digest[:8]}`"
+    if r.method.source != "vismech":
+        name += f" from `{r.method.source}`"
+    if r.provenance.kind == "reported":
+        name += " (reported, not reproduced)"
+    return name
+
+
+def _mark(standing: str) -> str:
+    return {TIE: " ≈", DISTINCT: "", "": ""}.get(standing, f" {standing}")
+
+
+def _render_table(table: Table, picture: str | None = None) -> list[str]:
+    first = table.first
+    lines = ["## " + table.title, "",
              f"- protocol: {first.protocol}",
              f"- items: `{first.items.name}`, {first.items.size} items (digest `{first.items.digest[:12]}`)",
              f"- subject weights: `{first.subject.weights_digest[:12]}`",
              f"- headline point: {first.headline.rule}"]
-    for name in metrics:
-        m = first.sweep[0].metrics[name]
-        lines.append(f"- `{name}`: {m.direction} is better; {m.units}; fingerprint `{m.fingerprint}`")
+    for c in table.columns:
+        lines.append(f"- `{c.name}`: {c.direction} is better; {c.units}; fingerprint `{c.fingerprint}`")
     if picture:
         lines.append(f"- trade-off picture: [every method's sweep with its intervals]({picture})")
-    lines += ["", "| rank | method | strength | " + " | ".join(f"`{n}`" for n in metrics) +
+    lines += ["", "| rank | method | strength | " + " | ".join(f"`{c.name}`" for c in table.columns) +
               " | forward passes | wall s | commit | verified |",
-              "|---|---|---|" + "---|" * len(metrics) + "---|---|---|---|"]
-    best_point = records[0].headline_point()
-    best = None if best_point is None else best_point.metrics[primary]
-    for rank, r in enumerate(records, 1):
-        point = r.headline_point()
-        name = f"`{r.method.name}`" + (" (control)" if r.method.control else "")
-        name += f" `{r.method.config_digest[:8]}`"
-        if r.method.source != "vismech":
-            name += f" from `{r.method.source}`"
-        if r.provenance.kind == "reported":
-            name += " (reported, not reproduced)"
-        commit = r.provenance.git_commit[:8] + ("+" if r.provenance.git_dirty else "")
-        tail = f" | {r.cost.forward_passes} | {r.cost.wall_time_s:.1f} | `{commit}` | {status[id(r)] or 'no'} |"
-        if point is None:
-            lines.append(f"| – | {name} | – | no point within budget" + " | –" * (len(metrics) - 1) + tail)
+              "|---|---|---|" + "---|" * len(table.columns) + "---|---|---|---|"]
+    for row in table.rows:
+        r = row.record
+        tail = f" | {r.cost.forward_passes} | {r.cost.wall_time_s:.1f} | `{row.commit}` | {row.verified or 'no'} |"
+        if row.rank is None:
+            lines.append(f"| – | {method_label(r)} | – | no point within budget" + " | –" * (len(table.columns) - 1)
+                         + tail)
             continue
-        mark = ""
-        if rank > 1:
-            tie = _tied(best, point.metrics[primary])
-            mark = " ≈" if tie is True else ("" if tie is False else f" {tie}")
-        strength = f"{r.headline.strength:.3g}" + (" (interpolated)" if r.headline.status == "interpolated" else "")
-        cells = []
-        for i, n in enumerate(metrics):
-            cell = _fmt(point.metrics[n])
-            cells.append(f"**{cell}**" if rank == 1 and i == 0 else (cell + mark if i == 0 else cell))
-        lines.append(f"| {rank} | {name} | {strength} | " + " | ".join(cells) + tail)
+        cells = [f"**{_fmt(c.metric)}**" if c.standing == BEST else _fmt(c.metric) + _mark(c.standing)
+                 for c in row.cells]
+        lines.append(f"| {row.rank} | {method_label(r)} | {row.strength} | " + " | ".join(cells) + tail)
     return lines + [""]
-
-
-def _tables(board: Board) -> list[tuple[str, list[Listed], int]]:
-    """(slug, rows, protocol variant) of every table, in the board's order."""
-    tables: dict[tuple, list[Listed]] = defaultdict(list)
-    for row in board.listed:
-        tables[_table_key(row.record)].append(row)
-    variants: dict[tuple, int] = defaultdict(int)
-    out = []
-    for key in sorted(tables):
-        variants[key[:3]] += 1
-        rows = tables[key]
-        out.append((_slug(rows[0].record, variants[key[:3]]), rows, variants[key[:3]]))
-    return out
 
 
 def render(board: Board | list[ResultRecord], pictures: dict[str, str] | None = None) -> str:
@@ -149,11 +251,11 @@ def render(board: Board | list[ResultRecord], pictures: dict[str, str] | None = 
     if not isinstance(board, Board):
         board = Board([Listed(r) for r in board])
     out = [HEADER]
-    tables = _tables(board)
-    if not tables:
+    found = tables(board)
+    if not found:
         out.append("No results yet: run `vismech run` to make one.\n")
-    for slug, rows, variant in tables:
-        out += _render_table(rows, variant, (pictures or {}).get(slug))
+    for table in found:
+        out += _render_table(table, (pictures or {}).get(table.slug))
     if board.rejected:
         out += ["## Not admitted", ""] + [f"- `{path}`: {reason}" for path, reason in sorted(board.rejected)] + [""]
     return "\n".join(out).rstrip() + "\n"
@@ -165,18 +267,22 @@ def outputs(board: Board, out: str | Path) -> dict[Path, str]:
 
     out = Path(out)
     files, links = {}, {}
+    for table in tables(board):
+        relative = PICTURES / f"{table.slug}.svg"
+        files[out.parent / relative] = tradeoff_svg([row.record for row in table.rows], curve_x(table.task))
+        links[table.slug] = relative.as_posix()
+    return {out: render(board, links), **files}
+
+
+def curve_x(task: str) -> str | None:
+    """The quality metric a task's trade-off picture puts on its x axis (None: the strength)."""
     from .errors import UnknownNameError
     from .registry import TASKS
 
-    for slug, rows, _ in _tables(board):
-        relative = PICTURES / f"{slug}.svg"
-        try:
-            x_metric = getattr(TASKS.get(rows[0].record.task), "curve_x", None)
-        except UnknownNameError:
-            x_metric = None
-        files[out.parent / relative] = tradeoff_svg([row.record for row in rows], x_metric)
-        links[slug] = relative.as_posix()
-    return {out: render(board, links), **files}
+    try:
+        return getattr(TASKS.get(task), "curve_x", None)
+    except UnknownNameError:
+        return None
 
 
 def refusal(record: ResultRecord) -> str | None:
@@ -233,15 +339,21 @@ def collect(results_dir: str | Path) -> Board:
             raise VismechError(f"records '{seen[key]}' and '{path}' are the same run; keep one")
         seen[key] = path
         reason = refusal(record)
+        shown = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
         if reason is None:
-            board.listed.append(Listed(record, verification_status(path, record)))
+            board.listed.append(Listed(record, verification_status(path, record), shown))
         else:
-            board.rejected.append((str(path.relative_to(root)) if path.is_relative_to(root) else str(path), reason))
+            board.rejected.append((shown, reason))
     return board
 
 
 def write(results_dir: str | Path, out: str | Path) -> Path:
-    for path, text in outputs(collect(results_dir), out).items():
+    write_files(outputs(collect(results_dir), out))
+    return Path(out)
+
+
+def write_files(files: dict[Path, str]) -> None:
+    """`outputs`' files, each rewritten only where it changed."""
+    for path, text in files.items():
         if not path.exists() or path.read_text() != text:
             atomic_write_text(path, text)
-    return Path(out)

@@ -159,4 +159,4 @@ def paired_difference(a, b, level: float = LEVEL) -> tuple[float, float, float]:
 def is_tie(a, b, level: float = LEVEL) -> bool:
     """True when the paired interval of the mean difference contains zero."""
     _, low, high = paired_difference(a, b, level)
-    return low <= 0.0 <= high
+    return bool(low <= 0.0 <= high)

@@ -56,6 +56,30 @@ class GenerativeConfig(TaskConfig):
         return Sampling(**self.sampling)
 
 
+def image_producer(subject: DiffusionSubject, method: type | None = None) -> str:
+    """The code an image comes from: the sampler and the subject's wrapper, and for an edited image its method's
+    code too (`method`: its class; None for unedited images, which stay shared by every method)."""
+    from ..methods.edited_sampler import sample
+
+    code = {"sampler": code_digest(sample, type(subject))}
+    if method is not None:
+        code["method"] = method.code_identity()
+    return f"{PRODUCER}|{json.dumps(code, sort_keys=True)}"
+
+
+def image_keys(subject: DiffusionSubject, method: str, finding: str, strength: float, sampling: Sampling,
+               prompts: Sequence[str] | None, seeds: Sequence[int], producer: str) -> list[str]:
+    """The cache keys of images made by `method` (UNEDITED, finding "" and strength 0 for the unedited model) on
+    per-item `seeds`; also how the leaderboard site finds a record's images again."""
+    dtype = str(next(subject.unet.parameters()).dtype)
+    return [generation_key(subject=subject.weights_digest, method=method, finding=finding, strength=strength,
+                           sampler=f"ddim(eta={sampling.eta})", steps=sampling.steps,
+                           guidance=sampling.guidance_scale if subject.conditional else None,
+                           prompt=prompts[k] if prompts is not None else None, seed=seed, dtype=dtype,
+                           producer=producer)
+            for k, seed in enumerate(seeds)]
+
+
 class GenerativeBenchmark(Benchmark):
     """Subclasses call `self.images(ids, prompts, point)` (point None: unedited) inside `test_step`."""
 
@@ -122,27 +146,15 @@ class GenerativeBenchmark(Benchmark):
 
     def keys(self, ids: Sequence[int], prompts: Sequence[str] | None, point: int | None) -> list[str]:
         identity = self.is_identity(point)
-        method = UNEDITED if identity else self.method.name
-        finding = "" if identity else self.finding.digest()
-        strength = 0.0 if identity else self.strengths[point]
-        dtype = str(next(self.subject.unet.parameters()).dtype)
-        return [generation_key(subject=self.subject.weights_digest, method=method, finding=finding,
-                               strength=strength, sampler=f"ddim(eta={self.sampling.eta})", steps=self.sampling.steps,
-                               guidance=self.sampling.guidance_scale if self.subject.conditional else None,
-                               prompt=prompts[k] if prompts is not None else None, seed=seed, dtype=dtype,
-                               producer=self.producer(identity))
-                for k, seed in enumerate(self.seeds(ids))]
+        return image_keys(self.subject, UNEDITED if identity else self.method.name,
+                          "" if identity else self.finding.digest(), 0.0 if identity else self.strengths[point],
+                          self.sampling, prompts, self.seeds(ids), self.producer(identity))
 
     def producer(self, identity: bool) -> str:
         """The code an image comes from: the sampler and the subject's wrapper, and for an edited image the
         method's code too (unedited images stay shared by every method)."""
         if identity not in self._producers:
-            from ..methods.edited_sampler import sample
-
-            code = {"sampler": code_digest(sample, type(self.subject))}
-            if not identity:
-                code["method"] = self.method.code_identity()
-            self._producers[identity] = f"{PRODUCER}|{json.dumps(code, sort_keys=True)}"
+            self._producers[identity] = image_producer(self.subject, None if identity else type(self.method))
         return self._producers[identity]
 
     def edit(self, point: int | None) -> Edit | None:
