@@ -164,28 +164,28 @@ def execute(cfg: DictConfig, results_checked: bool = False) -> RunOutcome | None
     plan = preflight(cfg, check_results=not results_checked)
     started = time.perf_counter()  # after the registries' one-time imports, which are not the run's cost
     task, task_cfg, method, strengths, seed = plan.task, plan.task_cfg, plan.method, plan.strengths, plan.seed
-    load_subject = MODELS.get(cfg.model.name)
     if hasattr(method, "progress"):  # methods with bars of their own (DiffLens' trajectories and samples)
         method.progress = progress_enabled()
     loggers = _loggers(cfg)
     outcome, progress, failed = None, None, True
     try:
-        outcome, progress = _evaluate(cfg, task, task_cfg, method, strengths, seed, started, loggers)
+        outcome, progress = _evaluate(cfg, task, task_cfg, method, strengths, seed, started, loggers,
+                                      MODELS.get(cfg.model.name))
         failed = False
     finally:
         # every exit path, a failed fit or test included: a W&B run left unfinished would stay "running"
         close_loggers(loggers, outcome.path if outcome is not None else None, failed=failed)
     if outcome is None:  # ranks other than zero write nothing
         return None
-    if cfg.paths.get("leaderboard"):
-        leaderboard.write(cfg.paths.results_dir, cfg.paths.leaderboard)
+    if plan.board is not None:
+        leaderboard.write(cfg.paths.results_dir, plan.board)
     # only now: a run killed before this point restarts from the finished batches, record and artifacts included
     _drop_progress(progress)
     return outcome
 
 
 def _evaluate(cfg: DictConfig, task, task_cfg, method, strengths: list[float], seed: int, started: float,
-              loggers: list) -> tuple[RunOutcome | None, Path]:
+              loggers: list, load_subject) -> tuple[RunOutcome | None, Path]:
     """Fit (or load the finding), test under Lightning, write the record and artifacts; (None, progress folder)
     on ranks other than zero."""
     trainer = _trainer(cfg, loggers)  # before any work: a bad trainer option must not cost a fit
@@ -250,12 +250,7 @@ def _evaluate(cfg: DictConfig, task, task_cfg, method, strengths: list[float], s
     )
     path = write_record(record, cfg.paths.results_dir)
     save_artifacts(bench.artifacts(), _run_dir(cfg), loggers)
-    close_loggers(loggers, path)
-    if plan.board is not None:
-        leaderboard.write(cfg.paths.results_dir, plan.board)
-    # only now: a run killed before this point restarts from the finished batches, record and artifacts included
-    _drop_progress(progress)
-    return RunOutcome(record, path)
+    return RunOutcome(record, path), progress
 
 
 def _drop_progress(folder: Path) -> None:
