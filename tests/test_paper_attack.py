@@ -85,6 +85,6 @@ def test_unlearndiffatk_card_composes_and_needs_its_prompt_file():
     plain["attack"]["paraphrases"] = "/data/p.csv"
     task_cfg = typed_config(task.Config, plain, "task 'concept'")
     assert cfg.model.params.id == "sd_v14" and task_cfg.target == "church" and task_cfg.related == 2
-    assert task_cfg.attack == {"paraphrases": "/data/p.csv", "tokens": 5, "steps": 40, "lr": 0.05, "seed": 0,
+    assert task_cfg.attack == {"paraphrases": "/data/p.csv", "tokens": 5, "steps": 40, "lr": 0.1, "seed": 0,
                                "per_class": 50}
     assert task_cfg.sampling == {"steps": 50, "eta": 0.0, "guidance_scale": 7.5, "batch_size": 16}

@@ -41,7 +41,7 @@ WORD = re.compile(r"^[a-z]+</w>$")
 class TokenAttackConfig:
     tokens: int = 3  # adversarial tokens put in front of the prompt
     steps: int = 30  # optimiser steps: one UNet forward + backward each
-    lr: float = 0.05  # Adam on the continuous token embeddings
+    lr: float = 0.1  # Adam on the continuous token embeddings
     seed: int = 0  # mixed with each row's own seed
 
     def validate(self) -> None:
