@@ -77,13 +77,13 @@ def test_unlearndiffatk_card_composes_and_needs_its_prompt_file():
     from vismech.config import typed_config
     from vismech.registry import TASKS
 
+    card = ["experiment=paper_unlearndiffatk_objects", "method=cad_erase"]
     with initialize_config_module("vismech.configs", version_base=None):
-        cfg = compose("config", overrides=["experiment=paper_unlearndiffatk_objects", "method=cad_erase"])
+        assert OmegaConf.is_missing(compose("config", overrides=card).task.attack, "paraphrases")
+        cfg = compose("config", overrides=[*card, "task.attack.paraphrases=/data/p.csv"])
     task = TASKS.get(cfg.task.name)
-    assert OmegaConf.is_missing(cfg.task.attack, "paraphrases")
-    plain = OmegaConf.to_container(cfg.task, resolve=False)
-    plain["attack"]["paraphrases"] = "/data/p.csv"
-    task_cfg = typed_config(task.Config, plain, "task 'concept'")
+    task_cfg = typed_config(task.Config, OmegaConf.to_container(cfg.task, resolve=True), "task 'concept'")
+    task_cfg.validate()
     assert cfg.model.params.id == "sd_v14" and task_cfg.target == "church" and task_cfg.related == 2
     assert task_cfg.attack == {"paraphrases": "/data/p.csv", "tokens": 5, "steps": 40, "lr": 0.1, "seed": 0,
                                "per_class": 50}
