@@ -22,7 +22,6 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,6 +31,7 @@ from torch.utils.data import Dataset
 
 from ..datasets.concepts import ConceptData, world_class_images
 from ..errors import VismechError
+from ..io import read_user_text
 from ..plots import image_grid
 from ..registry import TASKS
 from .concept_attacks import ConceptAttacks
@@ -107,14 +107,8 @@ class ConceptConfig(GenerativeConfig):
 
 def read_prompts(path: str) -> list[str]:
     """Captions from a text file (one per line, blank lines skipped) or a CSV file with a `prompt` column."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise VismechError(f"task.retention file '{file}' does not exist; expected a text file of captions (one "
-                           f"per line) or a CSV with a 'prompt' column")
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VismechError(f"task.retention file '{file}' cannot be read as UTF-8 text ({exc})") from None
+    file, text = read_user_text(path, "task.retention file", "a text file of captions (one per line) or a CSV "
+                                                             "with a 'prompt' column")
     if file.suffix.lower() != ".csv":
         return [line.strip() for line in text.splitlines() if line.strip()]
     rows = list(csv.DictReader(io.StringIO(text)))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import VismechError
+from ..io import read_user_text
 
 KEPT_FILE = Path(__file__).parent / "data" / "paraphrases_sd_world.json"
 
@@ -84,14 +85,8 @@ def _checked(table: dict[str, list[str]], source: str) -> dict[str, list[str]]:
 def read_paraphrases(path: str | Path) -> dict[str, list[str]]:
     """{class: [prompt, ...]} from a CSV (`class`, `prompt` columns) or a JSON file ({class: [prompts]}, or the
     measured list's {"kept": {class: [{"prompt": ...}, ...]}})."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise VismechError(f"paraphrase file '{file}' does not exist; expected a CSV with 'class' and 'prompt' "
-                           f"columns or a JSON object {{class: [prompts]}}")
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VismechError(f"paraphrase file '{file}' cannot be read as UTF-8 text ({exc})") from None
+    file, text = read_user_text(path, "paraphrase file", "a CSV with 'class' and 'prompt' columns or a JSON object "
+                                                         "{class: [prompts]}")
     if file.suffix.lower() == ".csv":
         rows = list(csv.DictReader(io.StringIO(text)))
         if not rows or not {"class", "prompt"} <= set(rows[0]):
