@@ -155,3 +155,18 @@ def test_concept_run_records_attacks_related_and_far_and_caches_the_attacked_pro
     rows = saved["points"][1]["items"]
     assert [r["id"] for r in rows] == [10, 11] and all(r["prompt"].endswith("a sandal") for r in rows)
     assert all(len(r["tokens"]) == 2 and r["paraphrase"] in paraphrases_of("sandal") for r in rows)
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"attack": {"step": 3}}, r"unknown task.attack key\(s\) \['step'\]; known: lr, paraphrases, per_class"),
+    ({"attack": {"steps": 0}}, "task.attack.steps must be an integer >= 1, got 0"),
+    ({"attack": {"lr": -1.0}}, "task.attack.lr must be > 0, got -1.0"),
+    ({"attack": {"per_class": 0}}, "task.attack.per_class must be an integer >= 1 or null, got 0"),
+    ({"attack": "yes"}, "task.attack must be a mapping of attack settings or null, got 'yes'"),
+    ({"related": 9}, r"task.related must be an integer in \[0, 8\]"),
+])
+def test_bad_attack_config_names_the_value(change, match):
+    from vismech.benchmarks.concept import ConceptConfig
+
+    with pytest.raises(VismechError, match=match):
+        ConceptConfig(name="concept", **change).validate()
