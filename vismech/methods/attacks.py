@@ -14,7 +14,8 @@ tokenizer's whole-word tokens of letters that tokenise back to themselves, so th
 re-encodes to exactly the searched tokens.
 
 Every row of a batch is its own attack (its prompt, target, seed: the initial tokens, timesteps and noise come from
-its own generator), so results do not depend on the batch. A fixed number of steps; one UNet forward and backward
+its own generator), so a row's result does not depend on its neighbours, up to the float rounding of a batched
+UNet (about 1e-6, which can flip a nearest-token tie in principle; a cached attack is reused bit for bit). A fixed number of steps; one UNet forward and backward
 per step for the whole batch, counted by the subject's cost meter.
 """
 from __future__ import annotations
