@@ -143,6 +143,9 @@ def test_concept_run_records_attacks_related_and_far_and_caches_the_attacked_pro
         expected_near = [i for i in range(20) if i // per_class in near]
         assert metrics["related_accuracy"]["item_ids"] == expected_near
         assert metrics["far_accuracy"]["item_ids"] == [i for i in range(20) if i // per_class not in near | {sandal}]
+        plain = metrics["target_accuracy"]["item_values"]  # per_class 2: every target item is attacked
+        for name in ("asr_tokens", "asr_paraphrase"):  # the plain prompt's successes count after an attack too
+            assert all(a >= t for a, t in zip(metrics[name]["item_values"], plain))
         other = metrics["other_accuracy"]
         by_id = dict(zip(other["item_ids"], other["item_values"]))
         assert metrics["related_accuracy"]["item_values"] == [by_id[i] for i in expected_near]

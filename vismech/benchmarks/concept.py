@@ -277,7 +277,7 @@ class ConceptBenchmark(GenerativeBenchmark):
             metrics["clip_t"].update(ids, 100 * cosine.clamp_min(0))
             if kept.any():
                 metrics["fid"].update(ids[kept], self.judges.features(images[kept]).double().cpu())
-        self.attacks.test_step(ids, labels, prompts, unedited)
+            self.attacks.point_step(i, ids, labels, prompts, unedited, images)
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()

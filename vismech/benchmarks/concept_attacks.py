@@ -2,11 +2,13 @@
 
 `task.attack` (an erase only; null: off) adds, at every sweep point, on the target's items (the first
 `attack.per_class` of its seeds, null: all), with each item's own seed:
-- `asr_paraphrase`: the judge's top-1 on the target for images of a paraphrase (item k of the target takes
-  paraphrase k mod P): prompts that describe the target without naming it (vismech.datasets.paraphrases; mini: the
-  list measured on the unedited sd_world, paper: `attack.paraphrases`, a file by path);
-- `asr_tokens`: the same for the plain prompt with `attack.tokens` adversarial tokens in front, searched against the
-  edited model at that point towards the item's unedited image (vismech.methods.attacks: discrete tokens,
+- `asr_paraphrase`: per item 1 when the judge's top-1 is the target on the plain prompt's image or on a
+  paraphrase's (item k of the target takes paraphrase k mod P): prompts that describe the target without naming it
+  (vismech.datasets.paraphrases; mini: the list measured on the unedited sd_world, paper: `attack.paraphrases`, a
+  file by path). An attacker keeps the plain prompt where it already works, as UnlearnDiffAtk counts its
+  pre-attack successes, so success after an attack is never below `target_accuracy`;
+- `asr_tokens`: the same with the plain prompt with `attack.tokens` adversarial tokens in front, searched against
+  the edited model at that point towards the item's unedited image (vismech.methods.attacks: discrete tokens,
   `attack.steps` steps, seeded by the item). The attacked prompts are cached under a content key (the edited and the
   unedited images' generation keys and the attack's settings), written atomically, and saved with the run in
   `concept_attacks.json`; their UNet passes are in the record's cost when they are computed.
@@ -118,24 +120,27 @@ class ConceptAttacks:
             chosen &= ids < first + self.limit
         return chosen
 
-    def test_step(self, ids: torch.Tensor, labels: torch.Tensor, prompts: list[str], unedited: torch.Tensor) -> None:
+    def point_step(self, point: int, ids: torch.Tensor, labels: torch.Tensor, prompts: list[str],
+                   unedited: torch.Tensor, images: torch.Tensor) -> None:
+        """Attack the batch's target items at sweep point `point`; `images` are the point's plain-prompt images."""
         if not self.on:
             return
         chosen = self.attacked_ids(ids, labels)
         if not chosen.any():
             return
         bench = self.bench
+        plain_hit, _ = bench.judge(images[chosen], labels[chosen])
         ids, labels, targets = ids[chosen], labels[chosen], unedited[chosen]
         plain = [p for p, c in zip(prompts, chosen.tolist()) if c]
         first = bench.target * self.cfg.per_class
         paraphrased = [self.paraphrases[(int(i) - first) % len(self.paraphrases)] for i in ids]
-        for point in range(len(bench.strengths)):
-            metrics = bench.point_metrics[point]
-            correct, _ = bench.judge(bench.images(ids.tolist(), paraphrased, point), labels)
-            metrics["asr_paraphrase"].update(ids, correct)
-            attacked = self.attacked(point, ids, plain, targets)
-            correct, _ = bench.judge(bench.images(ids.tolist(), attacked, point), labels)
-            metrics["asr_tokens"].update(ids, correct)
+        metrics = bench.point_metrics[point]
+        # an attacker keeps the plain prompt where it already works: success after an attack is either one's
+        hit, _ = bench.judge(bench.images(ids.tolist(), paraphrased, point), labels)
+        metrics["asr_paraphrase"].update(ids, torch.maximum(plain_hit, hit))
+        attacked = self.attacked(point, ids, plain, targets)
+        hit, _ = bench.judge(bench.images(ids.tolist(), attacked, point), labels)
+        metrics["asr_tokens"].update(ids, torch.maximum(plain_hit, hit))
 
     def key(self, edited: str, unedited: str) -> str:
         return content_key(kind="token_attack", edited=edited, target=unedited, attack=self.tokens.as_dict())

@@ -1,8 +1,9 @@
 """Metrics of a concept erasure under attack, and of its side effects on related and far classes.
 
-Attack success is the judge's top-1 on the target for images of the attacked prompts, generated on the edited
-model with the same seeds as the plain prompts. Before any attack it is `target_accuracy` (the plain prompt);
-`asr_paraphrase` and `asr_tokens` are the same judgement after each attack. The side effects split
+Attack success is the judge's top-1 on the target, on the edited model with each item's own seed. Before any attack
+it is `target_accuracy` (the plain prompt); after an attack (`asr_paraphrase`, `asr_tokens`) an item counts as a
+success when the plain prompt's image or the attacked prompt's is judged the target: an attacker keeps the plain
+prompt where it already works (UnlearnDiffAtk counts its pre-attack successes the same way). The side effects split
 `other_accuracy` in two: the `related` classes (the k nearest to the target by the relation the run names) and
 the `far` ones, so damage to a neighbour is not averaged away among far classes.
 """
@@ -30,8 +31,9 @@ class DetailedMetric(JudgedMetric):
 
 @METRICS.register()
 class ParaphraseAttackSuccess(DetailedMetric):
-    """Judge's top-1 accuracy on the target for images of paraphrases of it (prompts that describe the target
-    without naming it, kept only where the unedited model renders them as the target). Erase: lower is better."""
+    """Share of the target's items judged the target on the plain prompt or on a paraphrase (a prompt that describes
+    the target without naming it, kept only where the unedited model renders it as the target). Erase: lower is
+    better."""
 
     name = "asr_paraphrase"
     direction = "lower"
@@ -40,8 +42,9 @@ class ParaphraseAttackSuccess(DetailedMetric):
 
 @METRICS.register()
 class TokenAttackSuccess(DetailedMetric):
-    """Judge's top-1 accuracy on the target for images of the plain prompt with adversarial tokens in front,
-    searched against the edited model (UnlearnDiffAtk-style, discrete tokens). Erase: lower is better."""
+    """Share of the target's items judged the target on the plain prompt or on the plain prompt with adversarial
+    tokens in front, searched against the edited model (UnlearnDiffAtk-style, discrete tokens). Erase: lower is
+    better."""
 
     name = "asr_tokens"
     direction = "lower"
