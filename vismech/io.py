@@ -138,3 +138,15 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_user_text(path: str | os.PathLike, what: str, expected: str) -> tuple[Path, str]:
+    """(path, UTF-8 text) of a file a user named; a missing or unreadable file is one line naming `what` it was
+    and what was `expected`."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise VismechError(f"{what} '{file}' does not exist; expected {expected}")
+    try:
+        return file, file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VismechError(f"{what} '{file}' cannot be read as UTF-8 text ({exc})") from None

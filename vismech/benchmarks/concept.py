@@ -25,7 +25,6 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,9 +34,11 @@ from torch.utils.data import Dataset
 
 from ..datasets.concepts import ConceptData, world_class_images
 from ..errors import VismechError
+from ..io import read_user_text
 from ..plots import image_grid
 from ..registry import TASKS
 from ..tradeoff import Bound
+from .concept_attacks import ConceptAttacks
 from .generative import GenerativeBenchmark, GenerativeConfig
 
 GOALS = ("erase", "amplify")
@@ -59,6 +60,9 @@ class ConceptConfig(GenerativeConfig):
     # mini track the world's train images of the class, else 0: the model's own samples of the prompt)
     fit: dict[str, Any] = field(default_factory=lambda: {"seeds": 16, "steps": 25, "guidance_scale": 3.0,
                                                          "images": 64})
+    # erasure under attack (vismech.benchmarks.concept_attacks); null: no attack metrics. Only an erase is attacked
+    attack: dict[str, Any] | None = None
+    related: int = 0  # side effects: the k classes nearest the target (CLIP text similarity); 0: no split
 
     def validate(self) -> None:
         super().validate()
@@ -79,6 +83,12 @@ class ConceptConfig(GenerativeConfig):
         if self.retention is not None and not self.retention_prompts():
             raise VismechError(f"task.retention names no prompts ({self.retention!r}); give a caption file, a "
                                f"non-empty list, or null for the other classes' prompts")
+        from .concept_attacks import check_attack
+
+        check_attack(self.attack)
+        if not isinstance(self.related, int) or not 0 <= self.related < len(names) - 1:
+            raise VismechError(f"task.related must be an integer in [0, {len(names) - 2}] (the other classes but one), "
+                               f"got {self.related!r}")
         unknown = set(self.fit) - {"seeds", "steps", "guidance_scale", "images"}
         if unknown:
             raise VismechError(f"unknown task.fit key(s) {sorted(unknown)}; known: guidance_scale, images, seeds, "
@@ -106,14 +116,8 @@ class ConceptConfig(GenerativeConfig):
 
 def read_prompts(path: str) -> list[str]:
     """Captions from a text file (one per line, blank lines skipped) or a CSV file with a `prompt` column."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise VismechError(f"task.retention file '{file}' does not exist; expected a text file of captions (one "
-                           f"per line) or a CSV with a 'prompt' column")
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VismechError(f"task.retention file '{file}' cannot be read as UTF-8 text ({exc})") from None
+    file, text = read_user_text(path, "task.retention file", "a text file of captions (one per line) or a CSV "
+                                                             "with a 'prompt' column")
     if file.suffix.lower() != ".csv":
         return [line.strip() for line in text.splitlines() if line.strip()]
     rows = list(csv.DictReader(io.StringIO(text)))
@@ -219,6 +223,8 @@ class ConceptBenchmark(GenerativeBenchmark):
         task_cfg = task_cfg or ConceptConfig(name=self.name)
         self.goal = concept_goal(method, task_cfg.goal)
         self.target = task_cfg.class_names().index(task_cfg.target)
+        self.attacks = ConceptAttacks(self, task_cfg)  # attack and related/far metrics, when the task asks for them
+        self.metric_names = type(self).metric_names + self.attacks.metric_names
         super().__init__(subject, method, finding, strengths, run_seed, task_cfg)
         names = task_cfg.class_names()
         missing = [n for n in names if n not in self.judges.classes]
@@ -238,6 +244,8 @@ class ConceptBenchmark(GenerativeBenchmark):
     def make_metric(self, name: str, **kwargs):
         if name in ("target_accuracy", "target_prob"):
             kwargs["direction"] = "lower" if self.goal == "erase" else "higher"
+        if name in self.attacks.metric_names:
+            kwargs["detail"] = self.attacks.detail(name)
         return super().make_metric(name, **kwargs)
 
     def judge(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -260,6 +268,7 @@ class ConceptBenchmark(GenerativeBenchmark):
             metrics["target_prob"].update(ids[on], prob[on])
         if (labels != self.target).any():
             metrics["other_accuracy"].update(ids[~on], correct[~on])
+        self.attacks.score_sides(metrics, ids, labels, correct)
 
     def retained(self, labels: torch.Tensor) -> torch.Tensor:
         """Which images measure FID: the retention prompts' when the task has them, else the other classes'."""
@@ -288,6 +297,7 @@ class ConceptBenchmark(GenerativeBenchmark):
             metrics = self.point_metrics[i]
             self.score(metrics, ids, labels, images)
             self.quality(metrics, ids, text, kept, images)
+            self.attacks.point_step(i, ids, labels, prompts, unedited, images)
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
@@ -316,7 +326,8 @@ class ConceptBenchmark(GenerativeBenchmark):
                  **{m: [s[m]["value"] for s in self.summaries] for m in self.metric_names}}
         return {"concept_grid": image_grid(columns, prompts, f"{self.method.name}: {self.goal} "
                                                               f"'{names[self.target]}'"),
-                "concept_tradeoff": self.tradeoff_figure(curve), "concept_tradeoff_values": curve}
+                "concept_tradeoff": self.tradeoff_figure(curve), "concept_tradeoff_values": curve,
+                **self.attacks.artifacts()}
 
     def tradeoff_figure(self, curve: dict[str, Any]) -> Figure:
         figure = Figure(figsize=(5, 3.6))

@@ -1,4 +1,5 @@
 """Metrics with metadata: direction (higher or lower is better), units and a version fingerprint."""
+from . import attack  # noqa: F401  (registers the attack and side-effect metrics)
 from .base import ItemMetric, fingerprint_of
 from .classification import Accuracy, TrueClassProb
 from .generation import (FID, ClipImageSimilarity, ClipScore, FairnessDiscrepancy, NoFaceRate, OtherAccuracy,
