@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import VismechError
-from .io import atomic_write_text
+from .io import write_text_if_changed
 from .results import MetricResult, ResultRecord, load_records
 from .stats import paired_difference_ci
 from .verify import load_verification
@@ -189,5 +189,6 @@ def collect(results_dir: str | Path) -> Board:
     return board
 
 
-def write(results_dir: str | Path, out: str | Path) -> Path:
-    return atomic_write_text(out, render(collect(results_dir)))
+def write(results_dir: str | Path, out: str | Path) -> bool:
+    """Regenerate the board; the file is left untouched when nothing on it changed. Returns whether it changed."""
+    return write_text_if_changed(out, render(collect(results_dir)))

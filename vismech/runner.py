@@ -24,28 +24,14 @@ from .config import typed_config
 from .errors import VismechError
 from .loggers import close as close_loggers, save_artifacts
 from .method import build_method
+from .progress import progress_bar, progress_enabled, trainer_progress  # noqa: F401 (progress_bar: re-exported)
 from .registry import METHODS, MODELS, TASKS
 from .results import (Cost, Headline, ItemSet, MethodInfo, MetricResult, ResultRecord, Seeds,
-                      SubjectInfo, SweepPoint, provenance, write_record)
+                      SubjectInfo, SweepPoint, provenance, save_record)
 from .seeding import SCHEME
 from .store import Store, content_key, finding_key
 
 log = logging.getLogger("vismech")
-
-
-def progress_enabled() -> bool:
-    """Progress bars for people at a terminal; quiet in CI and in logs."""
-    return sys.stderr.isatty() and os.environ.get("CI", "").lower() not in ("1", "true", "yes")
-
-
-def progress_bar(iterable=None, *, total: int | None = None, desc: str = "", unit: str = "it"):
-    """A bar with items done, rate and ETA on stderr for a loop a person waits for outside the trainer (fits,
-    samplers, training); silent under CI=true or when stderr is not a terminal. Use as `with progress_bar(total=n)
-    as bar: ... bar.update(k)`, or wrap an iterable."""
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not progress_enabled(), leave=False,
-                dynamic_ncols=True)
 
 
 def check_output_folder(key: str, folder: str | os.PathLike) -> Path:
@@ -65,6 +51,11 @@ def check_output_folder(key: str, folder: str | os.PathLike) -> Path:
 class RunOutcome:
     record: ResultRecord
     path: Path
+    written: bool = True  # False: the file already held this result and was left untouched
+    trial: str | None = None  # why the run is a trial (its record is kept off the board), or None
+    pictures: Path | None = None  # the folder of the run's pictures and tables, None when it made none
+    board: str = "off"  # "changed", "unchanged", "off" (paths.leaderboard=null) or "trial" (not touched)
+    board_file: Path | None = None
 
 
 def _plain(node: Any) -> dict:
@@ -78,8 +69,11 @@ def _loggers(cfg: DictConfig) -> list:
     return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
 
 
-def execute(cfg: DictConfig) -> RunOutcome | None:
-    """Run the configured benchmark; returns the record on rank zero (None on other ranks)."""
+def execute(cfg: DictConfig, trial: str | None = None) -> RunOutcome | None:
+    """Run the configured benchmark; returns the record on rank zero (None on other ranks).
+
+    A trial (`trial`: why the run is one, see vismech/trials.py) writes its record to `paths.trials_dir` and leaves
+    the leaderboard alone. A record equal to the one already on file (`results.same_result`) is not rewritten."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # device banners and tips
     # under DDP: padded samples are dropped by item id, and the logged values are already synced summaries
     warnings.filterwarnings("ignore", message=r".*Using `DistributedSampler` with the dataloaders.*")
@@ -93,11 +87,16 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
     task_cfg = typed_config(task.Config, _plain(cfg.task), f"task '{task.name}'")
     method = build_method(cfg.method.name, _plain(cfg.method.get("config")), seed=seed, task=task.name)
     strengths = [task.check_strength(method, s) for s in task_cfg.strengths]
-    if hasattr(method, "progress"):  # methods with bars of their own (DiffLens' trajectories and samples)
-        method.progress = progress_enabled()
-    check_output_folder("paths.results_dir", cfg.paths.results_dir)
+    if hasattr(method, "progress"):  # methods with loops of their own to report (DiffLens' trajectories, samples)
+        method.progress = True
+    results_key = "paths.trials_dir" if trial else "paths.results_dir"
+    results_dir = cfg.paths.get(results_key.split(".")[1])
+    if not results_dir:
+        raise VismechError(f"{results_key} is not set; give a folder for the run's record")
+    check_output_folder(results_key, results_dir)
     check_output_folder("paths.cache_dir", cfg.paths.cache_dir)
-    if cfg.paths.get("leaderboard"):
+    on_board = bool(cfg.paths.get("leaderboard")) and not trial
+    if on_board:
         check_output_folder("paths.leaderboard", Path(cfg.paths.leaderboard).parent)
     loggers = _loggers(cfg)
     trainer = _trainer(cfg, loggers)  # before any work: a bad trainer option must not cost a fit
@@ -151,16 +150,20 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
         cost=_cost(time.perf_counter() - started, fit_cost, fit_reused, _eval_passes(eval_start, subject, bench),
                    bench.batches_all.get("resumed", 0), bench.device, trainer.world_size),
         provenance=provenance(),
-        config={k: v for k, v in resolved.items() if k not in ("paths", "logger")},
+        # where the record is filed and how the run was shown are not part of the result
+        config={k: v for k, v in resolved.items() if k not in ("paths", "logger", "trial")},
     )
-    path = write_record(record, cfg.paths.results_dir)
-    save_artifacts(bench.artifacts(), _run_dir(cfg), loggers)
+    path, written = save_record(record, results_dir)
+    pictures = save_artifacts(bench.artifacts(), _run_dir(cfg), loggers)
     close_loggers(loggers, path)
-    if cfg.paths.get("leaderboard"):
-        leaderboard.write(cfg.paths.results_dir, cfg.paths.leaderboard)
+    board = "trial" if trial else "off"
+    if on_board:
+        board = "changed" if leaderboard.write(cfg.paths.results_dir, cfg.paths.leaderboard) else "unchanged"
     # only now: a run killed before this point restarts from the finished batches, record and artifacts included
     _drop_progress(progress)
-    return RunOutcome(record, path)
+    return RunOutcome(record, path, written=written, trial=trial, board=board,
+                      board_file=Path(cfg.paths.leaderboard) if cfg.paths.get("leaderboard") else None,
+                      pictures=_run_dir(cfg) if pictures else None)
 
 
 def _drop_progress(folder: Path) -> None:
@@ -175,7 +178,7 @@ def _trainer(cfg: DictConfig, loggers: list) -> L.Trainer:
     options = OmegaConf.to_container(cfg.trainer, resolve=True)
     try:
         return L.Trainer(**options, logger=loggers or False, enable_checkpointing=False,
-                         enable_model_summary=False, enable_progress_bar=progress_enabled())
+                         enable_model_summary=False, **trainer_progress())
     except (MisconfigurationException, ValueError, TypeError, ImportError) as exc:  # e.g. tpu without torch_xla
         first = " ".join(str(exc).split())
         raise VismechError(f"trainer options {options} rejected by Lightning: {first}") from None

@@ -187,6 +187,7 @@ class BiasBenchmark(GenerativeBenchmark):
     headline_rule = ("the sweep point with the lowest fd whose fid is at most (1 + quality_budget) x the unedited "
                      "model's fid on the same items; if none is, the point with the lowest fid")
     Config = BiasConfig
+    item_keys = ("ids", "limit", "fit.fit_ids", "fit.calibration_ids")
 
     @classmethod
     def make_items(cls, task_cfg: BiasConfig, subject) -> BiasItems:

@@ -180,6 +180,7 @@ class ConceptBenchmark(GenerativeBenchmark):
     headline_rule = ("the sweep point with the best target_accuracy (by the method's goal) whose other_accuracy is "
                      "at most `quality_budget` below the unedited model's on the same items; else the weakest edit")
     Config = ConceptConfig
+    item_keys = ("per_class", "limit", "retention_limit", "fit.seeds", "fit.images")
 
     @classmethod
     def check_strength(cls, method, strength: float) -> float:
