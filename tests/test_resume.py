@@ -23,7 +23,7 @@ VOLATILE_COST = ("wall_time_s", "fit_time_s", "peak_memory_mb", "fit_reused", "r
 
 def _paths(root: Path) -> list[str]:
     return [f"paths.results_dir={root / 'results'}", f"paths.cache_dir={root / 'cache'}",
-            f"paths.leaderboard={root / 'leaderboard.md'}", f"paths.runs_dir={root / 'runs'}"]
+            f"paths.leaderboard={root / 'leaderboard.md'}", f"paths.runs_dir={root / 'runs'}", "trial=false"]
 
 
 def _start(root: Path, delay: float | None) -> subprocess.Popen:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import threading
 
 from tqdm import tqdm
 
@@ -48,25 +49,44 @@ def line_interval() -> float:
 
 
 class ProgressLines(tqdm):
-    """tqdm that writes whole lines, at most one per `mininterval` seconds, and a last one when the loop ends."""
+    """tqdm that writes whole lines: after an update at least `mininterval` seconds after the last line, from a
+    heartbeat when a long step gives no update for that long (a log never stays silent for more than one
+    interval), and a last one when the loop ends."""
 
     monitor_interval = 0  # tqdm's monitor thread only tunes live bars
 
     def __init__(self, *args, **kwargs):
         kwargs.update(leave=False, miniters=1, dynamic_ncols=False, ncols=None)
+        self._started = False
         super().__init__(*args, **kwargs)
+        self._started = True  # tqdm's own first refresh is over: nothing to report before any work
+        self._stop = threading.Event()
+        if not self.disable and self.mininterval > 0:
+            threading.Thread(target=self._heartbeat, name="vismech-progress", daemon=True).start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.mininterval):
+            with self._lock:
+                if self.disable or self._stop.is_set():
+                    return
+                if self._time() - self.last_print_t >= self.mininterval:
+                    self.display()
+                    self.last_print_t = self._time()
 
     def line(self, final: bool = False) -> str:
-        """`desc: done/total unit (pct%), rate, elapsed, ETA` (at the end: the totals and the mean rate)."""
+        """`desc: done/total unit (pct%), rate, elapsed, ETA`; at the end the totals and the mean rate, or where
+        the loop stopped."""
         n, total, elapsed = self.n, self.total, self._time() - self.start_t
-        rate = n / elapsed if elapsed > 0 else None
-        rate_text = "? " + self.unit + "/s" if rate is None else (
-            f"{rate:.3g} {self.unit}/s" if rate >= 1 or rate == 0 else f"{1 / rate:.3g} s/{self.unit}")
+        rate = n / elapsed if elapsed > 0 and n > 0 else None
+        rate_text = f"? {self.unit}/s" if rate is None else (
+            f"{rate:.3g} {self.unit}/s" if rate >= 1 else f"{1 / rate:.3g} s/{self.unit}")
         done = f"{n:g}" if total is None else f"{n:g}/{total:g}"
         pct = f" ({100 * n / total:.0f}%)" if total else ""
         head = f"{self.desc}: " if self.desc else ""
-        if final:
+        if final and (total is None or n >= total):
             return f"{head}{done} {self.unit} in {self.format_interval(elapsed)} ({rate_text})"
+        if final:  # left early: an exception, or a loop that ends before its total
+            return f"{head}stopped at {done} {self.unit} after {self.format_interval(elapsed)} ({rate_text})"
         eta = "?" if not total or not rate else self.format_interval((total - n) / rate)
         return f"{head}{done} {self.unit}{pct}, {rate_text}, elapsed {self.format_interval(elapsed)}, ETA {eta}"
 
@@ -75,16 +95,19 @@ class ProgressLines(tqdm):
         getattr(self.fp, "flush", lambda: None)()
 
     def display(self, msg=None, pos=None):
-        # tqdm calls this at the start (nothing done yet: no line), after each `mininterval`, and with msg=''
-        # to clear a bar on close, which a log has no use for; the closing line comes from `close`
-        if msg is not None or self.n == 0:
+        # tqdm calls this at construction (nothing to say yet), after an update once `mininterval` has passed, and
+        # with msg='' to clear a bar on close, which a log has no use for; the closing line comes from `close`
+        if msg is not None or not self._started or (self.total and self.n >= self.total):
             return False
         self._write(self.line())
         return True
 
     def close(self):
-        if not self.disable and self.n > 0:
-            self._write(self.line(final=True))
+        if not self.disable:
+            self._stop.set()
+            if self.n > 0:
+                with self._lock:
+                    self._write(self.line(final=True))
         super().close()
 
 

@@ -89,5 +89,5 @@ def render(table: Table) -> str:
     """The table as plain text at the terminal's width (COLUMNS, else 120 off a terminal)."""
     buffer = io.StringIO()
     Console(file=buffer, width=shutil.get_terminal_size((120, 24)).columns, color_system=None,
-            force_terminal=False, highlight=False).print(table)
+            force_terminal=False, highlight=False, markup=False).print(table)  # cells are text, "[..]" too
     return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())  # no padding in a log
