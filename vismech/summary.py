@@ -37,7 +37,7 @@ def shown_path(path: Path | str | None) -> str:
 def record_state(outcome) -> str:
     if not outcome.written:
         return "unchanged: the file holds this result already (same values, config and code), not rewritten"
-    return "trial record, written outside the results folder" if outcome.trial else "written"
+    return "written (a trial's record: outside the results folder)" if outcome.trial else "written"
 
 
 def board_state(outcome) -> str:

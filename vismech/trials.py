@@ -41,7 +41,7 @@ def protocol_differences(cfg: DictConfig, overrides: list[str], item_keys: tuple
         return []
     protocol = declared([o for o in overrides if o not in touching])
     found = []
-    for key in item_keys:
+    for key in [k for k in item_keys if any(_touches(_override_key(o), k) for o in touching)]:
         mine = _plain(OmegaConf.select(cfg, f"task.{key}", default=None))
         theirs = _plain(OmegaConf.select(protocol, f"task.{key}", default=None))
         if mine != theirs:
