@@ -42,6 +42,7 @@ def path_figure(paths: Mapping[str, tuple[torch.Tensor, torch.Tensor | None]], i
     figure = Figure(figsize=(3.2 * n, 3.4))
     axes = figure.subplots(1, n, squeeze=False)[0]
     scale = max((float(s.abs().max()) for _, s in paths.values() if s is not None and s.numel()), default=0.0) or 1.0
+    styles = {}
     for col, (ax, item, label) in enumerate(zip(axes, item_ids, labels)):
         for (name, (units, scores)), marker in zip(paths.items(), MARKERS):
             layers = torch.arange(units.shape[1])
@@ -51,12 +52,15 @@ def path_figure(paths: Mapping[str, tuple[torch.Tensor, torch.Tensor | None]], i
             colour = ax.lines[-1].get_color()
             positive = scores[col] >= 0 if scores is not None else torch.ones_like(layers, dtype=torch.bool)
             ax.scatter(layers, row, s=size, marker=marker, edgecolors=colour,
-                       facecolors=[colour if p else "none" for p in positive.tolist()], label=name)
+                       facecolors=[colour if p else "none" for p in positive.tolist()])
+            styles[name] = (marker, colour)
         ax.set(title=f"item {item}: {class_name(int(label), class_names)}", xlabel="layer", ylim=(-0.5, width - 0.5))
         ax.set_xticks(range(units.shape[1]))
         if col == 0:
             ax.set_ylabel("FFN unit index")
-    handles, names = axes[-1].get_legend_handles_labels()
+    # a method's entry drawn filled whatever its first point's sign (a scatter's own handle copies that point)
+    handles = [Line2D([], [], lw=0.8, marker=marker, markersize=6, color=colour) for marker, colour in styles.values()]
+    names = list(styles)
     if any(scores is not None for _, scores in paths.values()):
         for text, face in MARKER_KEY:
             handles.append(Line2D([], [], ls="", marker="o", markersize=7, color="black", markerfacecolor=face))
