@@ -71,17 +71,18 @@ def run_table(outcome) -> Table:
 
 
 def sweep_table(outcomes: list) -> Table:
-    """A row per run of a sweep: its headline (primary metric) and where its record went."""
+    """A row per run of a sweep: its headline (primary metric), where its record went and the board's state
+    (changed, unchanged, trial: not touched, off: paths.leaderboard=null)."""
     table = Table(title=f"{len(outcomes)} runs", box=box.SIMPLE_HEAD, title_justify="left")
-    for name, overflow in (("method", "fold"), ("task · subject", "fold"), ("headline [95% CI]", "fold"),
-                           ("record", "fold"), ("board", "fold")):
-        table.add_column(name, overflow=overflow)
+    table.add_column("method", no_wrap=True)
+    table.add_column("headline [95% CI]", no_wrap=True)
+    table.add_column("record", overflow="fold", ratio=1)
+    table.add_column("board", no_wrap=True)
     for outcome in outcomes:
         r = outcome.record
         head = r.headline_point().metrics[r.primary_metric]
-        table.add_row(r.method.name, f"{r.task} · {r.subject.id}", f"{r.primary_metric} {interval(head)}",
-                      f"{shown_path(outcome.path)} ({'written' if outcome.written else 'unchanged'})",
-                      board_state(outcome))
+        table.add_row(r.method.name, f"{r.primary_metric} {interval(head)}",
+                      f"{shown_path(outcome.path)} ({'written' if outcome.written else 'unchanged'})", outcome.board)
     return table
 
 
