@@ -4,7 +4,8 @@
 
 Fits each method on the first test images of the mini world with vit_world, and draws one panel per image: the unit
 each method picks in each layer, marker area by the layer's share of the path's integrated gradients (filled where
-positive). The JAS of each path is in the legend's printout.
+positive, hollow where negative: the legend says so), each panel titled with the image's garment class. The JAS of
+each path is printed.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def main() -> None:
         shown[name] = (as_ranks(t["paths"])[:, :, 0], t["layer_ig"])
         print(f"{name:18s} JAS (ref) per image: " + " ".join(f"{v:+.3f}" for v in t["jas_ref"].tolist()))
     figure = path_figure(shown, data["id"].tolist(), data["label"].tolist(), ffn_width(subject),
-                         title="vit_world: one FFN unit per layer; area = the layer's share of the path's IG")
+                         title="vit_world: one FFN unit per layer; area = the layer's share of the path's IG",
+                         class_names=subject.class_names)
     save_figure(figure, args.out, dpi=110)
     print(f"wrote {args.out}")
 

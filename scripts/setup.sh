@@ -10,7 +10,9 @@ extra=""
 # The mini world's source images: Fashion-MNIST (MIT licence) from Debian's package, installed once as root.
 if [ ! -d /usr/share/datasets/fashion-mnist ] && [ -z "${VISMECH_FASHION_MNIST:-}" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+        # another apt or dpkg (unattended upgrades, a parallel setup) may hold the lock: wait for it, up to 5 min
+        apt="apt-get -o DPkg::Lock::Timeout=300"
+        $apt update -qq && DEBIAN_FRONTEND=noninteractive $apt install -y -qq dataset-fashion-mnist >/dev/null
     else
         echo "setup: the mini world needs Fashion-MNIST: 'sudo apt-get install dataset-fashion-mnist'," \
              "or set VISMECH_FASHION_MNIST to a folder with its four IDX .gz files" >&2
@@ -32,8 +34,8 @@ fi
 py="$venv/bin/python"
 stamp="$venv/.vismech-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)${extra:+-dev}"
 if [ ! -f "$stamp" ]; then
-    # torch first, pinned: if another package chose it, pip would take the newest CUDA build.
-    "$py" -m pip install -q -c constraints.txt torch==2.13.0 torchvision==0.28.0
+    # torch first, at the lockfile's versions: if another package chose it, pip would take the newest CUDA build.
+    "$py" -m pip install -q -c constraints.txt torch torchvision
     "$py" -m pip install -q -c constraints.txt -e ".$extra"
     touch "$stamp"
 fi

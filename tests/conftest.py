@@ -63,8 +63,9 @@ class Workspace:
         self.leaderboard = root / "leaderboard.md"
 
     def paths(self) -> list[str]:
+        # trial=false: the tests' small item sets are filed like protocol runs, in this workspace's results and board
         return [f"paths.results_dir={self.results}", f"paths.cache_dir={self.root / 'cache'}",
-                f"paths.leaderboard={self.leaderboard}", f"paths.runs_dir={self.root / 'runs'}"]
+                f"paths.leaderboard={self.leaderboard}", f"paths.runs_dir={self.root / 'runs'}", "trial=false"]
 
     def run(self, *overrides: str) -> int:
         return cli.main(["run", *overrides, *self.paths()])

@@ -1,13 +1,17 @@
 """The `vismech` command end to end on the mini track: run, sweeps, list, the console script."""
 from __future__ import annotations
 
-import io
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from vismech import cli
+from vismech.errors import UnknownNameError
 from vismech.registry import METHODS, METRICS, MODELS, TASKS
 from vismech.results import load_record
 
@@ -39,6 +43,7 @@ def test_multirun_sweep_and_cached_findings(workspace):
     findings = sorted((workspace.root / "cache" / "findings").rglob("finding.json"))
     assert len(findings) == 2
     stamps = [p.stat().st_mtime_ns for p in findings]
+    shutil.rmtree(workspace.results)  # else an equal record on file is left as it was (tests/test_trials.py)
     assert workspace.run(*sweep) == 0  # the second run loads the findings instead of refitting
     assert [p.stat().st_mtime_ns for p in findings] == stamps
     again = {r["method"]["name"]: r for r in workspace.records()}
@@ -54,17 +59,63 @@ def test_multirun_sweep_and_cached_findings(workspace):
 # user errors (bad names, values, files, records, output folders): tests/test_bad_input.py
 
 
-def test_list_names_everything_registered(capsys):
+def _sections(out: str) -> dict[str, str]:
+    """`vismech list`'s output cut at its section titles, whitespace collapsed (wrapped cells read as one text)."""
+    parts = re.split(r"^(tasks|methods|models|metrics):$", out, flags=re.M)
+    return {name: " ".join(text.split()) for name, text in zip(parts[1::2], parts[2::2])}
+
+
+def test_list_names_everything_registered_with_whole_descriptions(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # narrow: long descriptions must wrap, not be cut
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    sections = dict(zip(("tasks", "methods", "models", "metrics"), out.split(":\n")[1:]))
-    for section, registry in zip(sections.values(), (TASKS, METHODS, MODELS, METRICS)):
+    sections = _sections(out)
+    assert set(sections) == {"tasks", "methods", "models", "metrics"}
+    assert max(len(line) for line in out.splitlines()) <= 80
+    for name, registry in (("tasks", TASKS), ("methods", METHODS), ("metrics", METRICS)):
         for entry in registry.entries():
-            line = next(line for line in section.splitlines() if line.strip().startswith(entry.name + " "))
-            assert entry.summary in line
-    assert "higher is better" in out and "(control)" in out
+            assert f" {entry.name} {' '.join(entry.summary.split())}" in sections[name], entry.name
+    cad = METHODS.entry("cad_amplify").summary
+    assert len(cad) > 80 and cad.endswith(".")  # a summary longer than a line, whole (not its docstring's line 1)
+    assert "higher is better" in sections["metrics"] and "(control)" in sections["methods"]
     assert cli.main(["list", "widgets"]) == 2
     assert "unknown list section 'widgets'; known list sections: methods, metrics, models, tasks" in capsys.readouterr().err
+
+
+def test_listed_models_are_the_names_run_accepts(capsys):
+    """`list models` names exactly the `model=` choices, each composes, and its loader is a registered one."""
+    from hydra import compose, initialize_config_dir
+
+    assert cli.main(["list", "models"]) == 0
+    listed = cli.model_configs()
+    text = _sections(capsys.readouterr().out)["models"]
+    assert [name for name, _, _ in listed] == cli.group_options("model")
+    with initialize_config_dir(str(cli.config_dir()), version_base="1.3", job_name="names"):
+        for name, loader, description in listed:
+            assert f" {name} {loader} {' '.join(description.split())}" in text
+            assert compose("config", overrides=[f"model={name}"]).model.name == loader
+            assert loader in MODELS
+    cli.check_overrides([f"model={','.join(name for name, _, _ in listed)}"])  # every listed name is accepted
+    for loader in ("timm_vit", "stable_diffusion", "ddpm"):  # loaders are not `model=` choices, and are not listed
+        assert loader not in [name for name, _, _ in listed]
+        with pytest.raises(UnknownNameError):
+            cli.check_overrides([f"model={loader}"])
+
+
+def test_zoo_ls_is_a_table_of_the_manifest(capsys, monkeypatch):
+    from vismech.zoo.manifest import read_manifest
+
+    monkeypatch.setenv("COLUMNS", "120")
+    assert cli.main(["zoo", "ls"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 120
+    assert "{" not in out and "}" not in out  # no Python dicts
+    flat = " ".join(out.split())
+    for name, entry in read_manifest().items():
+        row = next(line for line in out.splitlines() if line.strip().startswith(name + " "))
+        weights = next(d for rel, d in entry["files"].items() if rel.endswith(".safetensors"))
+        assert f" {entry['seed']} " in row and weights[:12] in out
+    assert "test_accuracy=0.8182" in flat  # vit_world's measured quality, flattened to key=value
 
 
 def test_console_script_exit_code_and_no_traceback(tmp_path):
@@ -75,30 +126,3 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == "vismech: error: unknown method 'nope'; known methods: " + ", ".join(METHODS.names())
     assert "Traceback" not in proc.stderr + proc.stdout
-
-
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_bars_only_for_a_person_at_a_terminal(monkeypatch):
-    from vismech.runner import progress_bar, progress_enabled
-
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a log file or a pipe
-    assert not progress_enabled()
-    terminal = _Terminal()
-    monkeypatch.setattr(sys, "stderr", terminal)
-    assert progress_enabled()
-    with progress_bar(total=3, desc="fit", unit="img") as bar:
-        bar.update(1)
-        bar.refresh()
-        shown = terminal.getvalue().split("\r")[-1]
-    assert shown.startswith("fit:") and "1/3" in shown and "img/s]" in shown and "<00:" in shown  # done, rate, ETA
-    for value in ("true", "1", "TRUE"):
-        monkeypatch.setenv("CI", value)
-        assert not progress_enabled()
-        assert progress_bar(total=3).disable
-    monkeypatch.setenv("CI", "false")
-    assert progress_enabled()

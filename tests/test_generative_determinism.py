@@ -29,7 +29,7 @@ def _args(workspace, name: str, batch: int) -> list[str]:
     return [*FAST, f"task.batch_size={batch}", f"task.sampling.batch_size={batch}",
             f"paths.cache_dir={workspace.root / ('cache-' + name)}",
             f"paths.results_dir={workspace.root / ('results-' + name)}",
-            f"paths.leaderboard={workspace.leaderboard}", f"paths.runs_dir={workspace.root / 'runs'}"]
+            f"paths.leaderboard={workspace.leaderboard}", f"paths.runs_dir={workspace.root / 'runs'}", "trial=false"]
 
 
 def _record(workspace, name: str) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ VOLATILE_COST = ("wall_time_s", "fit_time_s", "peak_memory_mb", "fit_reused", "r
 
 def _paths(root: Path) -> list[str]:
     return [f"paths.results_dir={root / 'results'}", f"paths.cache_dir={root / 'cache'}",
-            f"paths.leaderboard={root / 'leaderboard.md'}", f"paths.runs_dir={root / 'runs'}"]
+            f"paths.leaderboard={root / 'leaderboard.md'}", f"paths.runs_dir={root / 'runs'}", "trial=false"]
 
 
 def _start(root: Path, delay: float | None) -> subprocess.Popen:
@@ -156,6 +157,7 @@ def test_progress_files_are_loaded_not_recomputed(workspace, monkeypatch):
     assert len(list((workspace.root / "cache" / "progress").glob("*/*.safetensors"))) == 4
 
     computed.clear()
+    shutil.rmtree(workspace.results)  # else the equal record on file is left as it was, resumed_batches 0
     assert workspace.run(*ARGS) == 0
     [second] = workspace.records()
     assert computed == [] and second["cost"]["resumed_batches"] == 4
@@ -179,6 +181,7 @@ def test_a_batch_file_that_does_not_read_is_recomputed(workspace, monkeypatch):
     [first] = workspace.records()
     files = sorted((workspace.root / "cache" / "progress").glob("*/*.safetensors"))
     files[1].write_bytes(files[1].read_bytes()[:100])  # cut short by hand (an atomic write never leaves this)
+    shutil.rmtree(workspace.results)  # else the equal record on file is left as it was
     assert workspace.run(*ARGS) == 0
     [second] = workspace.records()
     assert second["cost"]["resumed_batches"] == 3

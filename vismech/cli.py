@@ -128,17 +128,24 @@ def cmd_run(args: list[str]) -> int:
     check_overrides(args)
     _store_plugin_method_configs()
     composed = check_composition(args)
-    preflight(composed)  # before Hydra makes a run folder: a user error leaves nothing behind
+    from .trials import trial_reason
+
+    preflight(composed, trial=trial_reason(composed))  # before Hydra makes a run folder: a user error leaves nothing
     runs = Path(composed.paths.runs_dir).absolute()
     runs_existed = runs.exists()
     failed: list[Path] = []
 
+    from . import summary
+
+    finished = []
+
     def task_function(cfg) -> None:
-        from .results import format_estimate
         from .runner import execute
+        from .trials import trial_reason
 
         try:
-            outcome = execute(cfg, results_checked=cfg.paths.results_dir == composed.paths.results_dir)
+            outcome = execute(cfg, results_checked=cfg.paths.results_dir == composed.paths.results_dir,
+                              trial=trial_reason(cfg))
         except (VismechError, OSError) as exc:
             error = exc if isinstance(exc, VismechError) else from_os_error(exc)
             if error is None:
@@ -147,12 +154,8 @@ def cmd_run(args: list[str]) -> int:
             print(f"vismech: error: {error}", file=sys.stderr)
             sys.exit(2)
         if outcome is not None:
-            point = outcome.record.headline_point()
-            if point is None:
-                print(f"{outcome.record.method.name}: no point within budget -> {outcome.path}")
-            else:
-                head = point.metrics[outcome.record.primary_metric]
-                print(f"{outcome.record.method.name}: {head.name} = {format_estimate(head)} -> {outcome.path}")
+            finished.append(outcome)
+            print(summary.render(summary.run_table(outcome)), end="", flush=True)
 
     main = hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(task_function)
     saved = sys.argv
@@ -166,6 +169,8 @@ def cmd_run(args: list[str]) -> int:
         sys.argv = saved
         for folder in failed:
             _drop_run_folder(folder, runs, runs_existed)
+    if len(finished) > 1:  # a sweep: its runs side by side
+        print(summary.render(summary.sweep_table(finished)), end="", flush=True)
     return 0
 
 
@@ -191,24 +196,69 @@ def _drop_run_folder(folder: Path | None, runs: Path, runs_existed: bool) -> Non
             parent.rmdir()  # only when empty
 
 
-def cmd_list(args: list[str]) -> int:
-    from .registry import METHODS, METRICS, MODELS, TASKS
+def model_configs() -> list[tuple[str, str, str]]:
+    """(name for `run model=`, its loader in the model registry, description) for each configs/model/*.yaml: the
+    first sentence of the yaml's leading comment and the loader's summary."""
+    from omegaconf import OmegaConf
 
-    registries = {"tasks": TASKS, "methods": METHODS, "models": MODELS, "metrics": METRICS}
-    wanted = args or list(registries)
+    from .registry import MODELS
+
+    rows = []
+    for name in group_options("model"):
+        path = config_dir() / "model" / f"{name}.yaml"
+        loader = OmegaConf.load(path).get("name", name)
+        comment = []
+        for line in path.read_text().splitlines():
+            if not line.startswith("#"):
+                break
+            comment.append(line.lstrip("#").strip())
+        first = re.split(r"(?<=\.)\s", " ".join(comment), maxsplit=1)[0].rstrip(".")
+        rows.append((name, loader, (f"{first}. " if first else "") + MODELS.entry(loader).summary))
+    return rows
+
+
+def list_rows(section: str) -> list[tuple[str, ...]]:
+    """The rows of a `vismech list` section (columns: LIST_COLUMNS), descriptions with their extras."""
+    from .registry import METHODS, METRICS, TASKS
+
+    if section == "models":
+        return model_configs()
+    registry = {"tasks": TASKS, "methods": METHODS, "metrics": METRICS}[section]
+    rows = []
+    for entry in registry.entries():
+        extra = ""
+        if section == "methods":
+            extra = f" [{', '.join(entry.obj.tasks)}]" + (" (control)" if entry.obj.control else "")
+        if section == "metrics":
+            extra = f" [{entry.obj.direction} is better; {entry.obj.units}]"
+        source = "" if entry.source == "vismech" else f" (plugin: {entry.source})"
+        rows.append((entry.name, f"{entry.summary}{extra}{source}"))
+    return rows
+
+
+LIST_COLUMNS = {"tasks": ("name (task=NAME)", "description"), "methods": ("name (method=NAME)", "description"),
+                "models": ("name (model=NAME)", "loader", "description"), "metrics": ("name", "description")}
+
+
+def cmd_list(args: list[str]) -> int:
+    from rich import box
+    from rich.table import Table
+
+    from .summary import render
+
+    wanted = args or list(LIST_COLUMNS)
     for name in wanted:
-        if name not in registries:
-            raise UnknownNameError("list section", name, registries)
+        if name not in LIST_COLUMNS:
+            raise UnknownNameError("list section", name, LIST_COLUMNS)
     for name in wanted:
-        print(f"{name}:")
-        for entry in registries[name].entries():
-            extra = ""
-            if name == "methods":
-                extra = f" [{', '.join(entry.obj.tasks)}]" + (" (control)" if entry.obj.control else "")
-            if name == "metrics":
-                extra = f" [{entry.obj.direction} is better; {entry.obj.units}]"
-            source = "" if entry.source == "vismech" else f" (plugin: {entry.source})"
-            print(f"  {entry.name:<24} {entry.summary}{extra}{source}")
+        table = Table(title=f"{name}:", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
+        *keys, description = LIST_COLUMNS[name]
+        for key in keys:
+            table.add_column(key, no_wrap=True)
+        table.add_column(description)  # rich wraps it at words to the width left
+        for row in list_rows(name):
+            table.add_row(*row)
+        print(render(table), end="")
     return 0
 
 
@@ -365,19 +415,15 @@ def cmd_zoo(args: list[str]) -> int:
         return 0
 
     if args[0] == "ls":
-        from .zoo.manifest import read_manifest
+        from .summary import render
+        from .zoo.manifest import zoo_table
 
-        manifest = read_manifest()
-        for name in sorted(zoo.RECIPES):
-            entry = manifest.get(name)
-            state = (f"{entry['size_bytes'] / 2**20:.1f} MiB, quality {entry['quality']}" if entry else "not built")
-            print(f"  {name:<16} {state}")
+        print(render(zoo_table()), end="")
         return 0
-    from .runner import progress_enabled
     from .zoo.build import build
 
     for name in args[1:] or sorted(zoo.RECIPES):
-        entry = build(name, progress=progress_enabled())
+        entry = build(name, progress=True)
         print(f"built {name}: quality {entry['quality']}, {entry['train_time_s']} s")
     cards.save_pictures()
     atomic_write_text(cards.CARDS, cards.render())

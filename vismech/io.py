@@ -115,6 +115,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def write_text_if_changed(path: str | os.PathLike, text: str) -> bool:
+    """Write atomically unless the file already holds exactly `text` (then it is not touched, mtime included);
+    returns whether it was written."""
+    path = Path(path)
+    try:
+        if path.read_bytes() == text.encode("utf-8"):
+            return False
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        pass
+    atomic_write_text(path, text)
+    return True
+
+
 def atomic_write_json(path: str | os.PathLike, obj: object) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 

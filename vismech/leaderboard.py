@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import VismechError
-from .io import atomic_write_text
+from .io import write_text_if_changed
 from .results import MetricResult, ResultRecord, format_estimate, load_records
 from .stats import is_tie
 from .verification_file import status as verification_status
@@ -347,13 +347,12 @@ def collect(results_dir: str | Path) -> Board:
     return board
 
 
-def write(results_dir: str | Path, out: str | Path) -> Path:
-    write_files(outputs(collect(results_dir), out))
-    return Path(out)
+def write(results_dir: str | Path, out: str | Path) -> bool:
+    """Regenerate the board and its pictures, each file left untouched when nothing in it changed; returns whether
+    any changed."""
+    return write_files(outputs(collect(results_dir), out))
 
 
-def write_files(files: dict[Path, str]) -> None:
-    """`outputs`' files, each rewritten only where it changed."""
-    for path, text in files.items():
-        if not path.exists() or path.read_text() != text:
-            atomic_write_text(path, text)
+def write_files(files: dict[Path, str]) -> bool:
+    """`outputs`' files, each rewritten only where it changed; whether any was."""
+    return any([write_text_if_changed(path, text) for path, text in files.items()])

@@ -21,15 +21,28 @@ def save_figure(figure: Figure, path: str | Path, dpi: int = 120) -> Path:
     return Path(path)
 
 
+def class_name(label: int, class_names: Sequence[str] | None) -> str:
+    return class_names[label] if class_names is not None else f"class {label}"
+
+
+# legend entries that say what the path markers mean (proxy artists: they stand for every panel's markers)
+MARKER_KEY = (("filled: the layer's IG share > 0", "black"), ("hollow: IG share < 0 (works against the class)", "none"))
+
+
 def path_figure(paths: Mapping[str, tuple[torch.Tensor, torch.Tensor | None]], item_ids: Sequence[int],
-                labels: Sequence[int], width: int, title: str = "") -> Figure:
+                labels: Sequence[int], width: int, title: str = "",
+                class_names: Sequence[str] | None = None) -> Figure:
     """One panel per image: each method's unit index per layer (its path), marker area by the layer's share of the
-    path-IG attribution, filled where that share is positive. paths: {method: (units (n, L), layer scores (n, L) or
-    None)}, rows aligned with item_ids."""
+    path-IG attribution, filled where that share is positive, hollow where negative (the legend says so). paths:
+    {method: (units (n, L), layer scores (n, L) or None)}, rows aligned with item_ids; panels name the true class
+    by `class_names` (else its index)."""
+    from matplotlib.lines import Line2D
+
     n = len(item_ids)
     figure = Figure(figsize=(3.2 * n, 3.4))
     axes = figure.subplots(1, n, squeeze=False)[0]
     scale = max((float(s.abs().max()) for _, s in paths.values() if s is not None and s.numel()), default=0.0) or 1.0
+    styles = {}
     for col, (ax, item, label) in enumerate(zip(axes, item_ids, labels)):
         for (name, (units, scores)), marker in zip(paths.items(), MARKERS):
             layers = torch.arange(units.shape[1])
@@ -39,22 +52,37 @@ def path_figure(paths: Mapping[str, tuple[torch.Tensor, torch.Tensor | None]], i
             colour = ax.lines[-1].get_color()
             positive = scores[col] >= 0 if scores is not None else torch.ones_like(layers, dtype=torch.bool)
             ax.scatter(layers, row, s=size, marker=marker, edgecolors=colour,
-                       facecolors=[colour if p else "none" for p in positive.tolist()], label=name)
-        ax.set(title=f"item {item} (class {label})", xlabel="layer", ylim=(-0.5, width - 0.5))
+                       facecolors=[colour if p else "none" for p in positive.tolist()])
+            styles[name] = (marker, colour)
+        ax.set(title=f"item {item}: {class_name(int(label), class_names)}", xlabel="layer", ylim=(-0.5, width - 0.5))
         ax.set_xticks(range(units.shape[1]))
         if col == 0:
             ax.set_ylabel("FFN unit index")
-    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    # a method's entry drawn filled whatever its first point's sign (a scatter's own handle copies that point)
+    handles = [Line2D([], [], lw=0.8, marker=marker, markersize=6, color=colour) for marker, colour in styles.values()]
+    names = list(styles)
+    if any(scores is not None for _, scores in paths.values()):
+        for text, face in MARKER_KEY:
+            handles.append(Line2D([], [], ls="", marker="o", markersize=7, color="black", markerfacecolor=face))
+            names.append(text)
+        handles.append(Line2D([], [], ls="", marker="o", markersize=4, color="black"))
+        names.append("area: the layer's |IG share|")
+    axes[-1].legend(handles, names, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if title:
         figure.suptitle(title, y=1.04)
     return figure
 
 
-def matrix_figure(matrix: torch.Tensor, title: str, label: str) -> Figure:
-    figure = Figure(figsize=(4.6, 3.8))
+def matrix_figure(matrix: torch.Tensor, title: str, label: str, class_names: Sequence[str] | None = None) -> Figure:
+    """A class x class matrix, its ticks named by `class_names` (else indices)."""
+    figure = Figure(figsize=(5.2, 4.4) if class_names is not None else (4.6, 3.8))
     ax = figure.subplots()
     image = ax.imshow(matrix.numpy(), cmap="viridis", vmin=0, vmax=1)
     ax.set(title=title, xlabel="class", ylabel="class")
+    if class_names is not None:
+        ticks = range(len(class_names))
+        ax.set_xticks(ticks, labels=class_names, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(ticks, labels=class_names, fontsize=7)
     figure.colorbar(image, ax=ax, label=label)
     return figure
 

@@ -31,8 +31,9 @@ def _describe(obj: Any) -> str:
 
 
 def _summary(obj: Any) -> str:
+    """The docstring's first paragraph, on one line (a first line alone may stop mid-sentence)."""
     doc = (getattr(obj, "__doc__", None) or "").strip()
-    return doc.splitlines()[0] if doc else ""
+    return " ".join(doc.split("\n\n", 1)[0].split())
 
 
 class Registry(Generic[T]):

@@ -243,6 +243,55 @@ def write_record(record: ResultRecord, results_dir: str | Path) -> Path:
     return path
 
 
+# What a repeat of a run may change without changing its result: when and where it ran, how long it took, whether
+# the fit came from the cache. Pass counts are not here: they do not drift with the machine.
+CIRCUMSTANCES = {"provenance": ("created", "git_commit", "git_dirty", "platform"),
+                 "cost": ("wall_time_s", "fit_time_s", "peak_memory_mb", "fit_reused", "resumed_batches", "device")}
+# The files that decide a run's numbers; a commit that changes only others (docs, tests, records) changes none
+CODE_PATHS = (":(top)vismech", ":(top)configs", ":(top)pyproject.toml", ":(top)constraints.txt")
+
+
+def _measured(record: ResultRecord) -> dict:
+    data = record.model_dump()
+    for part, keys in CIRCUMSTANCES.items():
+        for key in keys:
+            data[part].pop(key)
+    return data
+
+
+def same_code(old: Provenance, new: Provenance) -> bool:
+    """Whether the code that made `old` is the code running now (library versions are compared with the rest of the
+    record): the same clean commit, or a clean commit whose code files equal this checkout's."""
+    if old.git_dirty:
+        return False  # uncommitted code: nothing says what it was
+    if old.git_commit == new.git_commit and not new.git_dirty:
+        return True
+    if "unknown" in (old.git_commit, new.git_commit):
+        return False
+    return _git("diff", "--quiet", old.git_commit, "--", *CODE_PATHS) is not None  # exit 1 on a difference
+
+
+def same_result(old: ResultRecord, new: ResultRecord) -> bool:
+    """True when `new` repeats `old`: the same measured values, config, subject, items, seeds, pass counts, library
+    versions and code, whatever the time stamps, timings and machine."""
+    return _measured(old) == _measured(new) and same_code(old.provenance, new.provenance)
+
+
+def save_record(record: ResultRecord, results_dir: str | Path) -> tuple[Path, bool]:
+    """Write the record unless the file there already holds the same result (`same_result`); returns the path and
+    whether it was written. A repeat leaves the file as it was, byte for byte, so an unchanged checkout stays clean
+    and a verification tied to the file's bytes keeps holding."""
+    path = Path(results_dir) / record.relative_path()
+    if path.is_file():
+        try:
+            old = load_record(path)
+        except VismechError:
+            old = None  # a broken or older file is replaced
+        if old is not None and same_result(old, record):
+            return path, False
+    return write_record(record, results_dir), True
+
+
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "(record)"

@@ -25,28 +25,14 @@ from .config import typed_config
 from .errors import VismechError
 from .loggers import close as close_loggers, save_artifacts
 from .method import build_method
+from .progress import progress_bar, progress_enabled, trainer_progress  # noqa: F401 (progress_bar: re-exported)
 from .registry import METHODS, MODELS, TASKS
 from .results import (Cost, Headline, ItemSet, MethodInfo, MetricResult, ResultRecord, Seeds,
-                      SubjectInfo, SweepPoint, provenance, write_record)
+                      SubjectInfo, SweepPoint, provenance, save_record)
 from .seeding import SCHEME
 from .store import Store, content_key, finding_key
 
 log = logging.getLogger("vismech")
-
-
-def progress_enabled() -> bool:
-    """Progress bars for people at a terminal; quiet in CI and in logs."""
-    return sys.stderr.isatty() and os.environ.get("CI", "").lower() not in ("1", "true", "yes")
-
-
-def progress_bar(iterable=None, *, total: int | None = None, desc: str = "", unit: str = "it"):
-    """A bar with items done, rate and ETA on stderr for a loop a person waits for outside the trainer (fits,
-    samplers, training); silent under CI=true or when stderr is not a terminal. Use as `with progress_bar(total=n)
-    as bar: ... bar.update(k)`, or wrap an iterable."""
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not progress_enabled(), leave=False,
-                dynamic_ncols=True)
 
 
 def check_output_folder(key: str, folder: str | os.PathLike) -> Path:
@@ -66,6 +52,11 @@ def check_output_folder(key: str, folder: str | os.PathLike) -> Path:
 class RunOutcome:
     record: ResultRecord
     path: Path
+    written: bool = True  # False: the file already held this result and was left untouched
+    trial: str | None = None  # why the run is a trial (its record is kept off the board), or None
+    pictures: Path | None = None  # the folder of the run's pictures and tables, None when it made none
+    board: str = "off"  # "changed", "unchanged", "off" (paths.leaderboard=null) or "trial" (not touched)
+    board_file: Path | None = None
 
 
 def _plain(node: Any) -> dict:
@@ -91,6 +82,7 @@ class Plan:
     strengths: list[float]
     seed: int
     board: Path | None
+    results_dir: Path  # where the record goes: paths.results_dir, or paths.trials_dir for a trial
 
 
 def board_path(cfg: DictConfig) -> Path | None:
@@ -103,7 +95,7 @@ def board_path(cfg: DictConfig) -> Path | None:
     return board if board.is_absolute() else Path(cfg.paths.results_dir).parent / board
 
 
-def preflight(cfg: DictConfig, check_results: bool = True) -> Plan:
+def preflight(cfg: DictConfig, check_results: bool = True, trial: str | None = None) -> Plan:
     """Every check that needs no model: names, values, output folders and (`check_results`) the results folder's
     records. The CLI calls it before Hydra makes a run folder; `execute` calls it again for in-process callers."""
     task = TASKS.get(cfg.task.name)
@@ -119,7 +111,12 @@ def preflight(cfg: DictConfig, check_results: bool = True) -> Plan:
     task_cfg = typed_config(task.Config, _plain(cfg.task), f"task '{task.name}'")
     method = build_method(cfg.method.name, _plain(cfg.method.get("config")), seed=seed, task=task.name)
     strengths = [task.check_strength(method, s) for s in task_cfg.strengths]
-    board = board_path(cfg)
+    board = None if trial else board_path(cfg)
+    results_key = "paths.trials_dir" if trial else "paths.results_dir"
+    results_dir = cfg.paths.get(results_key.split(".")[1])
+    if not results_dir:
+        raise VismechError(f"{results_key} is not set; give a folder for the run's record")
+    check_output_folder(results_key, results_dir)
     check_output_folder("paths.results_dir", cfg.paths.results_dir)
     check_output_folder("paths.cache_dir", cfg.paths.cache_dir)
     check_output_folder("paths.runs_dir", cfg.paths.runs_dir)
@@ -128,7 +125,7 @@ def preflight(cfg: DictConfig, check_results: bool = True) -> Plan:
     # a record the board cannot read stops the run before it writes one
     if check_results and Path(cfg.paths.results_dir).is_dir():
         leaderboard.collect(cfg.paths.results_dir)
-    return Plan(task, task_cfg, method, strengths, seed, board)
+    return Plan(task, task_cfg, method, strengths, seed, board, Path(results_dir))
 
 
 def _finite_finding(finding, method_name: str) -> None:
@@ -153,39 +150,44 @@ def _finite_finding(finding, method_name: str) -> None:
                            f"{', '.join(sorted(bad)[:3])}; it was not stored")
 
 
-def execute(cfg: DictConfig, results_checked: bool = False) -> RunOutcome | None:
+def execute(cfg: DictConfig, results_checked: bool = False, trial: str | None = None) -> RunOutcome | None:
     """Run the configured benchmark; returns the record on rank zero (None on other ranks). `results_checked`: the
-    caller has just read every record of the results folder (the CLI, before Hydra started)."""
+    caller has just read every record of the results folder (the CLI, before Hydra started).
+
+    A trial (`trial`: why the run is one, see vismech/trials.py) writes its record to `paths.trials_dir` and leaves
+    the leaderboard alone. A record equal to the one already on file (`results.same_result`) is not rewritten."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # device banners and tips
     # under DDP: padded samples are dropped by item id, and the logged values are already synced summaries
     warnings.filterwarnings("ignore", message=r".*Using `DistributedSampler` with the dataloaders.*")
     warnings.filterwarnings("ignore", message=r".*sync_dist=True.*when logging on epoch level.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")  # torch 2.13
-    plan = preflight(cfg, check_results=not results_checked)
+    plan = preflight(cfg, check_results=not results_checked, trial=trial)
     started = time.perf_counter()  # after the registries' one-time imports, which are not the run's cost
     task, task_cfg, method, strengths, seed = plan.task, plan.task_cfg, plan.method, plan.strengths, plan.seed
     if hasattr(method, "progress"):  # methods with bars of their own (DiffLens' trajectories and samples)
-        method.progress = progress_enabled()
+        method.progress = True
     loggers = _loggers(cfg)
     outcome, progress, failed = None, None, True
     try:
         outcome, progress = _evaluate(cfg, task, task_cfg, method, strengths, seed, started, loggers,
-                                      MODELS.get(cfg.model.name))
+                                      MODELS.get(cfg.model.name), plan.results_dir)
         failed = False
     finally:
         # every exit path, a failed fit or test included: a W&B run left unfinished would stay "running"
         close_loggers(loggers, outcome.path if outcome is not None else None, failed=failed)
     if outcome is None:  # ranks other than zero write nothing
         return None
+    outcome.trial, outcome.board_file = trial, plan.board
+    outcome.board = "trial" if trial else "off"
     if plan.board is not None:
-        leaderboard.write(cfg.paths.results_dir, plan.board)
+        outcome.board = "changed" if leaderboard.write(cfg.paths.results_dir, plan.board) else "unchanged"
     # only now: a run killed before this point restarts from the finished batches, record and artifacts included
     _drop_progress(progress)
     return outcome
 
 
 def _evaluate(cfg: DictConfig, task, task_cfg, method, strengths: list[float], seed: int, started: float,
-              loggers: list, load_subject) -> tuple[RunOutcome | None, Path]:
+              loggers: list, load_subject, results_dir: Path) -> tuple[RunOutcome | None, Path]:
     """Fit (or load the finding), test under Lightning, write the record and artifacts; (None, progress folder)
     on ranks other than zero."""
     trainer = _trainer(cfg, loggers)  # before any work: a bad trainer option must not cost a fit
@@ -246,11 +248,12 @@ def _evaluate(cfg: DictConfig, task, task_cfg, method, strengths: list[float], s
         cost=_cost(time.perf_counter() - started, fit_cost, fit_reused, _eval_passes(eval_start, subject, bench),
                    bench.batches_all.get("resumed", 0), bench.device, trainer.world_size),
         provenance=provenance(),
-        config={k: v for k, v in resolved.items() if k not in ("paths", "logger")},
+        # where the record is filed and how the run was shown are not part of the result
+        config={k: v for k, v in resolved.items() if k not in ("paths", "logger", "trial")},
     )
-    path = write_record(record, cfg.paths.results_dir)
-    save_artifacts(bench.artifacts(), _run_dir(cfg), loggers)
-    return RunOutcome(record, path), progress
+    path, written = save_record(record, results_dir)
+    pictures = save_artifacts(bench.artifacts(), _run_dir(cfg), loggers)
+    return RunOutcome(record, path, written=written, pictures=_run_dir(cfg) if pictures else None), progress
 
 
 def _drop_progress(folder: Path) -> None:
@@ -265,7 +268,7 @@ def _trainer(cfg: DictConfig, loggers: list) -> L.Trainer:
     options = OmegaConf.to_container(cfg.trainer, resolve=True)
     try:
         return L.Trainer(**options, logger=loggers or False, enable_checkpointing=False,
-                         enable_model_summary=False, enable_progress_bar=progress_enabled())
+                         enable_model_summary=False, **trainer_progress())
     except (MisconfigurationException, ValueError, TypeError, ImportError) as exc:  # e.g. tpu without torch_xla
         first = " ".join(str(exc).split())
         raise VismechError(f"trainer options {options} rejected by Lightning: {first}") from None

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
@@ -93,10 +93,15 @@ class ClassifierSubject(Subject):
     """
 
     def __init__(self, id: str, model: nn.Module, sites: list[Site], *, preprocess: Callable[[torch.Tensor], torch.Tensor],
-                 num_classes: int, input_shape: tuple[int, ...], input_transform: Callable | None = None, **kwargs):
+                 num_classes: int, input_shape: tuple[int, ...], input_transform: Callable | None = None,
+                 class_names: Sequence[str] | None = None, **kwargs):
         super().__init__(id, model, sites, **kwargs)
         self.preprocess, self.num_classes, self.input_shape = preprocess, num_classes, tuple(input_shape)
         self.input_transform = input_transform
+        if class_names is not None and len(class_names) != num_classes:
+            raise VismechError(f"subject '{id}' has {num_classes} classes but {len(class_names)} class names")
+        # what pictures call the classes; None: their indices
+        self.class_names = tuple(class_names) if class_names is not None else None
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         if tuple(images.shape[1:]) != self.input_shape:

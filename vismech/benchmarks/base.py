@@ -90,6 +90,9 @@ class Benchmark(L.LightningModule):
     primary_metric: ClassVar[str]
     headline_rule: ClassVar[str]
     Config: ClassVar[type[TaskConfig]] = TaskConfig
+    # task config keys (dotted) that choose the items and fit data: a run that sets one of them away from the
+    # protocol's value is a trial (vismech/trials.py)
+    item_keys: ClassVar[tuple[str, ...]] = ("limit",)
     # False when a subclass keeps per-item state outside its metrics that a restart could not rebuild
     resumable: ClassVar[bool] = True
     cache_dir: Path | None = None  # the run's cache folder; the runner sets it

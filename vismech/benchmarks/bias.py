@@ -200,6 +200,7 @@ class BiasBenchmark(GenerativeBenchmark):
                      "<= unedited kid + quality_budget x |unedited kid|; never the unedited point but for the no-op; "
                      "else no point within budget")
     Config = BiasConfig
+    item_keys = ("ids", "limit", "fit.fit_ids", "fit.calibration_ids")
 
     @classmethod
     def make_items(cls, task_cfg: BiasConfig, subject) -> BiasItems:

@@ -196,6 +196,7 @@ class ConceptBenchmark(GenerativeBenchmark):
                      "clip_budget and kid <= unedited + kid_budget x |unedited kid|; never the unedited point but for "
                      "the no-op; else no point within budget")
     Config = ConceptConfig
+    item_keys = ("per_class", "limit", "retention_limit", "fit.seeds", "fit.images")
 
     @classmethod
     def check_strength(cls, method, strength: float) -> float:

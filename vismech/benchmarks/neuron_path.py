@@ -104,15 +104,18 @@ class NeuronPathBenchmark(Benchmark):
         if "activation_paths" in chosen:  # NeuronPath also reports the Activation baseline on the same images
             shown["activation_path (same images)"] = (as_ranks(chosen["activation_paths"])[:, :, 0], None)
         width = ffn_width(self.subject)
+        names = getattr(self.subject, "class_names", None)
         paths = path_figure(shown, first.tolist(), chosen["labels"].tolist(), width,
-                            title=f"{self.method.name} on {self.subject.id}: unit per layer; area = layer's IG share")
+                            title=f"{self.method.name} on {self.subject.id}: unit per layer; area = layer's IG share",
+                            class_names=names)
         present = torch.bincount(t["labels"], minlength=self.subject.num_classes) > 0
         pairs = [(float(self.similarity[a, b]), a, b) for a in range(len(present)) for b in range(a + 1, len(present))
                  if present[a] and present[b]]
         pairs.sort(reverse=True)
-        table = {"class_paths": self.class_paths.squeeze(-1).tolist(), "images_per_class": present.long().tolist(),
+        table = {"class_names": list(names) if names is not None else None,
+                 "class_paths": self.class_paths.squeeze(-1).tolist(), "images_per_class": present.long().tolist(),
                  "most_similar": [{"classes": [a, b], "cosine": s} for s, a, b in pairs[:50]],
                  "least_similar": [{"classes": [a, b], "cosine": s} for s, a, b in pairs[::-1][:50]]}
         similarity = matrix_figure(self.similarity.float(), f"{self.method.name}: class path similarity",
-                                   "cosine of (layer, unit) frequencies")
+                                   "cosine of (layer, unit) frequencies", class_names=names)
         return {"paths": paths, "class_similarity": similarity, "class_paths": table}

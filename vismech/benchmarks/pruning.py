@@ -96,6 +96,7 @@ class PruningBenchmark(Benchmark):
     primary_metric = "true_class_prob"
     headline_rule = "the largest mask fraction of the sweep (P = 1: every non-path unit of the pruned layers zeroed)"
     Config = PruningConfig
+    item_keys = ("limit", "fit_per_class", "eval_per_class")
 
     @classmethod
     def check_strength(cls, method: Method, strength: float) -> float:
@@ -154,7 +155,7 @@ class PruningBenchmark(Benchmark):
                         fmt=style, capsize=3, label=metric.replace("_", " "))
         ax.set(xlabel="fraction of non-path FFN units zeroed (P)", ylim=(0, 1.02),
                title=f"{self.method.name} on {self.subject.id}: first {self.depth} layers")
-        ax.legend()
+        ax.legend(title="bars: 95% bootstrap CI over items", title_fontsize=7)
         ax.grid(alpha=0.3)
         curve = {"mask_fraction": self.strengths, "depth": self.depth, "kept_units_per_class": self.kept_units.tolist(),
                  **{m: [s[m]["value"] for s in self.summaries] for m in self.metric_names}}

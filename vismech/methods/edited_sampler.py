@@ -311,7 +311,7 @@ def sample(subject: DiffusionSubject, ids: Sequence[int], seeds: Sequence[int], 
     sample's class from its id); `seeds` seed their noise. `observe(h, step)` sees the unedited h of every UNet
     batch (both CFG halves, uncond first). The images depend neither on `sampling.batch_size` nor on `two_pass`
     (up to float rounding between the two)."""
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     _check(subject, ids, seeds, prompts, two_pass)
     ids_t, seeds, prompts = torch.as_tensor(list(ids), dtype=torch.long), list(seeds), prompts and list(prompts)
@@ -320,8 +320,8 @@ def sample(subject: DiffusionSubject, ids: Sequence[int], seeds: Sequence[int], 
         prompts = edit.rewrite(prompts, ids_t)
     context = edit if edit is not None and h_edit is None else nullcontext()
     counts, start, size = [0, 0], time.perf_counter(), sampling.batch_size
-    with context, tqdm(total=len(seeds) * sampling.steps, desc=f"{subject.id} DDIM x{sampling.steps}",
-                       unit="img-step", disable=not progress) as bar:
+    with context, progress_bar(total=len(seeds) * sampling.steps, desc=f"{subject.id} DDIM x{sampling.steps}",
+                               unit="img-step", enabled=progress) as bar:
         images = torch.cat([
             _sample_batch(subject, ids_t[i:i + size], seeds[i:i + size], prompts and prompts[i:i + size], h_edit,
                           sampling, two_pass, observe, counts, bar)

@@ -470,7 +470,7 @@ def images_to_explain(subject: Subject, data: Mapping[str, Tensor]) -> tuple[Ten
 def batches_to_explain(subject: Subject, data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     """(ids, images, labels) batches of a mapping of tensors, or of an item set read lazily (an image folder of
     50,000 files is never held in memory at once)."""
-    from ..runner import progress_bar
+    from ..progress import progress_bar
 
     if isinstance(data, Mapping):
         ids, images, labels = images_to_explain(subject, data)

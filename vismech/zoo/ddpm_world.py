@@ -148,7 +148,8 @@ def sample(unet, scheduler, seeds: Sequence[int], steps: int = STEPS, eta: float
     draws x_T and, when eta > 0, each step's noise). `scheduler` supplies the noise schedule (a DDIM or DDPM
     scheduler); it is not modified. h-space hooks on `unet.mid_block` see every step."""
     from diffusers import DDIMScheduler
-    from tqdm.auto import tqdm
+
+    from ..progress import progress_bar
 
     seeds = _check_seeds(seeds)
     ddim = DDIMScheduler.from_config(scheduler.config)  # a private copy: set_timesteps mutates the scheduler
@@ -156,7 +157,7 @@ def sample(unet, scheduler, seeds: Sequence[int], steps: int = STEPS, eta: float
     eta = check_range("eta", eta, 0.0, 1.0)
     _check_count("batch_size", batch_size, 2**20)
     ddim.set_timesteps(steps)
-    with tqdm(total=len(seeds) * steps, desc=f"{NAME} DDIM x{steps}", unit="img-step", disable=not progress) as bar:
+    with progress_bar(total=len(seeds) * steps, desc=f"{NAME} DDIM x{steps}", unit="img-step", enabled=progress) as bar:
         return torch.cat([_sample_batch(unet, ddim, seeds[i:i + batch_size], eta, bar)
                           for i in range(0, len(seeds), batch_size)])
 

@@ -15,6 +15,8 @@ from typing import Any
 import lightning as L
 import torch
 
+from ..progress import trainer_progress
+
 
 class EpochLosses(L.Callback):
     """Mean training loss per epoch, read from the `train_loss` the module logs."""
@@ -37,9 +39,10 @@ def fit(module: L.LightningModule, loader, *, epochs: int | None = None, max_ste
     """Train on one CPU (or the accelerator Lightning finds) with a fixed seed; returns time and loss curve."""
     L.seed_everything(seed, workers=True, verbose=False)
     losses = EpochLosses()
+    shown = trainer_progress(progress)
     trainer = L.Trainer(max_epochs=epochs, max_steps=max_steps, accelerator="auto", devices=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
-                        callbacks=[losses])
+                        enable_checkpointing=False, enable_progress_bar=shown["enable_progress_bar"],
+                        enable_model_summary=False, callbacks=[losses, *shown["callbacks"]])
     start = time.perf_counter()
     trainer.fit(module, loader)
     return {"train_time_s": round(time.perf_counter() - start, 1), "epoch_losses": losses.losses}

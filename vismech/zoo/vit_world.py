@@ -64,7 +64,7 @@ def load(weights: str | None = None) -> ClassifierSubject:
     path = Path(weights) if weights else shipped_folder(NAME) / WEIGHTS_FILE
     model = create(path)
     return ClassifierSubject(NAME, model, vit_ffn_sites(model), preprocess=_normalise, num_classes=len(CLASSES),
-                             input_shape=PRETRAINED_CFG["input_size"], track="mini",
+                             input_shape=PRETRAINED_CFG["input_size"], track="mini", class_names=CLASSES,
                              source=f"timm.create_model('{ARCH}') + {path.name}")
 
 
