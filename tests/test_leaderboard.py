@@ -24,7 +24,7 @@ def test_rank_follows_direction_and_ties_are_marked():
     rows = _rows(leaderboard.render([weak, tied, strong]))
     assert [r.split("|")[2].split()[0] for r in rows] == ["`strong`", "`tied`", "`weak`"]
     assert "**0.8500" in rows[0]
-    assert rows[1].split("|")[3].strip().endswith("≈")
+    assert rows[1].split("|")[4].strip().endswith("≈")  # rank | method | strength | primary
     assert "≈" not in rows[2] and "(control)" in rows[2]
     lower = [record("a", (0.1,) * 4, direction="lower"), record("b", (0.5,) * 4, direction="lower")]
     assert "`a`" in _rows(leaderboard.render(lower))[0]

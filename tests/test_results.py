@@ -37,14 +37,14 @@ def _umask():
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d.pop("task"), "task: Field required"),
-    (lambda d: d.update(schema_version=7), "has schema_version 7; this vismech reads 1"),
+    (lambda d: d.update(schema_version=7), "has schema_version 7; this vismech reads 2"),
     (lambda d: d["sweep"][0]["metrics"]["score"].update(value=9.0), "lies outside its CI"),
     (lambda d: d["sweep"][0]["metrics"]["score"].update(direction="up"), "direction: Input should be 'higher' or 'lower'"),
     (lambda d: d["headline"].update(strength=0.5), "headline strength 0.5 is not in the sweep"),
     (lambda d: d.update(primary_metric="other"), "primary metric 'other' missing at strength 1.0"),
     (lambda d: d["subject"].update(track="medium"), "subject.track: Input should be 'mini' or 'paper'"),
     (lambda d: d.update(extra_field=1), "extra_field: Extra inputs are not permitted"),
-    (lambda d: d["sweep"][0]["metrics"]["score"].update(n=3), "n=3 but 4 ids and 4 values"),
+    (lambda d: d["sweep"][0]["metrics"]["score"].update(n=3), "n=3 but 4 ids"),
 ])
 def test_malformed_records_are_refused(tmp_path, mutate, message):
     data = json.loads(record().model_dump_json())
@@ -58,7 +58,7 @@ def test_malformed_records_are_refused(tmp_path, mutate, message):
 def test_validate_command(tmp_path, capsys):
     good = write_record(record(), tmp_path)
     assert cli.main(["validate", str(good)]) == 0
-    assert "valid (schema 1, task t, method m)" in capsys.readouterr().out
+    assert "valid (schema 2, task t, method m)" in capsys.readouterr().out
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     assert cli.main(["validate", str(bad)]) == 2
