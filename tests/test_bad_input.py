@@ -214,7 +214,7 @@ ROWS = [
     ("NaN summary", ["validate", "{inputs}/nan_value.json"], ["jas", "lies outside its CI"]),
     ("item ids without values", ["validate", "{inputs}/items_without_values.json"],
      ["item_ids and item_values come together"]),
-    ("record of another schema", ["validate", "{inputs}/old_schema.json"], ["has schema_version 0", "reads 1"]),
+    ("record of another schema", ["validate", "{inputs}/old_schema.json"], ["has schema_version 0", "reads 2"]),
     ("record that is a JSON array", ["validate", "{inputs}/array.json"], ["must be a JSON object, got list"]),
     ("record that is not JSON", ["validate", "{inputs}/not_json.json"], ["not_json.json' is not valid JSON"]),
     ("validate an empty folder", ["validate", "{inputs}/empty_folder"], ["holds no result record",
