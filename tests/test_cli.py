@@ -83,7 +83,7 @@ class _Terminal(io.StringIO):
 
 
 def test_progress_bars_only_for_a_person_at_a_terminal(monkeypatch):
-    from vismech.runner import progress_bar, progress_enabled
+    from vismech.progress import progress_bar, progress_enabled
 
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # a log file or a pipe

@@ -7,7 +7,7 @@ import torch
 
 from vismech.datasets.bias import Sampling
 from vismech.errors import VismechError
-from vismech.methods.edited_sampler import HSpaceEdit, PromptEdit, decoder_fraction, sample, two_pass_step
+from vismech.sampling import HSpaceEdit, PromptEdit, decoder_fraction, sample, two_pass_step
 from vismech.subject import DiffusionSubject, unet_sites
 from vismech.zoo import ddpm_world, sd_world
 

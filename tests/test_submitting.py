@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vismech import cli, leaderboard
-from vismech.verify import load_verification, verification_path
+from vismech.verification import load_verification, verification_path
 
 from conftest import install_package
 

@@ -285,7 +285,7 @@ def cmd_zoo(args: list[str]) -> int:
             state = (f"{entry['size_bytes'] / 2**20:.1f} MiB, quality {entry['quality']}" if entry else "not built")
             print(f"  {name:<16} {state}")
         return 0
-    from .runner import progress_enabled
+    from .progress import progress_enabled
     from .zoo.build import build
 
     for name in args[1:] or sorted(zoo.RECIPES):

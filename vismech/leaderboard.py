@@ -20,7 +20,7 @@ from .errors import VismechError
 from .io import atomic_write_text
 from .results import MetricResult, ResultRecord, load_records
 from .stats import paired_difference_ci
-from .verify import load_verification
+from .verification import load_verification
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ import contextlib
 import logging
 import os
 import shutil
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ from .cost import Stopwatch, peak_memory_mb
 from .config import typed_config
 from .errors import VismechError
 from .loggers import close as close_loggers, save_artifacts
+from .progress import progress_enabled
 from .method import build_method
 from .registry import METHODS, MODELS, TASKS
 from .results import (Cost, Headline, ItemSet, MethodInfo, MetricResult, ResultRecord, Seeds,
@@ -31,21 +31,6 @@ from .seeding import SCHEME
 from .store import Store, content_key, finding_key
 
 log = logging.getLogger("vismech")
-
-
-def progress_enabled() -> bool:
-    """Progress bars for people at a terminal; quiet in CI and in logs."""
-    return sys.stderr.isatty() and os.environ.get("CI", "").lower() not in ("1", "true", "yes")
-
-
-def progress_bar(iterable=None, *, total: int | None = None, desc: str = "", unit: str = "it"):
-    """A bar with items done, rate and ETA on stderr for a loop a person waits for outside the trainer (fits,
-    samplers, training); silent under CI=true or when stderr is not a terminal. Use as `with progress_bar(total=n)
-    as bar: ... bar.update(k)`, or wrap an iterable."""
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not progress_enabled(), leave=False,
-                dynamic_ncols=True)
 
 
 def check_output_folder(key: str, folder: str | os.PathLike) -> Path:

@@ -12,66 +12,16 @@ asks Hydra to instantiate anything (`_target_`) is refused.
 """
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from .errors import VismechError
 from .io import atomic_write_text
 from .results import ResultRecord, load_record, provenance
 from .stats import bootstrap_ci
-
-SUFFIX = ".verification.json"
-TOLERANCE = 1e-9  # float noise on a CI bound is not a mismatch
-
-
-class MetricCheck(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    strength: float
-    metric: str
-    claimed: float
-    ci_low: float
-    ci_high: float
-    rerun: float
-    max_item_difference: float | None
-    passed: bool
-
-
-class Verification(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    record_file: str
-    record_sha256: str
-    passed: bool
-    items: str  # "all" or "first N"
-    skipped: list[str]
-    checks: list[MetricCheck]
-    git_commit: str
-    device: str
-    created: str
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def verification_path(record_path: Path) -> Path:
-    return record_path.with_name(record_path.name[: -len(".json")] + SUFFIX)
-
-
-def load_verification(record_path: Path) -> Verification | None:
-    """The verification of this exact record file, or None (none made, unreadable, or made for other bytes)."""
-    path = verification_path(Path(record_path))
-    if not path.is_file():
-        return None
-    try:
-        found = Verification.model_validate_json(path.read_text())
-    except ValueError:
-        return None
-    return found if found.record_sha256 == sha256_of(record_path) else None
+from .verification import TOLERANCE, MetricCheck, Verification, sha256_of, verification_path
 
 
 def _refuse_targets(node: Any, where: str = "config") -> None:

@@ -44,7 +44,7 @@ from ..metrics.generation import share_metric
 from ..plots import image_grid
 from ..registry import TASKS
 from .generative import GenerativeBenchmark, GenerativeConfig
-from .judges import Judges, load_judges
+from ..metrics.judges import Judges, load_judges
 
 GRID_ITEMS = 8  # items (one per prompt, first ones first) in the run's image grid
 FIT_KEYS = ("fit_ids", "calibration_ids", "noise_seed")  # what `task.fit` may set; the rest follows the task
@@ -296,7 +296,7 @@ class BiasBenchmark(GenerativeBenchmark):
         """Per sweep point, what one image costs (UNet rows in full and decoder-only rows, and their price in UNet
         passes), counted on a few grid items sampled again outside the cache: the counts do not depend on the
         machine, and the cache would hide them."""
-        from ..methods.edited_sampler import decoder_fraction, sample
+        from ..sampling import decoder_fraction, sample
 
         ids = self.grid_ids
         fraction = decoder_fraction(self.subject)

@@ -90,7 +90,7 @@ class ConceptConfig(GenerativeConfig):
     def prompt_of(self, name: str) -> str:
         if self.prompt is not None:
             return self.prompt.format(name)
-        from ..zoo.clip_world import describe
+        from ..datasets.world import describe
 
         return describe(name)
 

@@ -27,7 +27,7 @@ from ..registry import METRICS
 from ..seeding import item_seed
 from ..subject import DiffusionSubject
 from .base import Benchmark, TaskConfig
-from .judges import Judges, load_judges
+from ..metrics.judges import Judges, load_judges
 
 PRODUCER = "vismech.edited_sampler/1"
 UNEDITED = "unedited"
@@ -120,7 +120,7 @@ class GenerativeBenchmark(Benchmark):
 
     def images(self, ids: Sequence[int], prompts: Sequence[str] | None, point: int | None) -> torch.Tensor:
         """Images of items `ids` at sweep point `point` (None: unedited), from the cache where they are."""
-        from ..methods.edited_sampler import sample
+        from ..sampling import sample
 
         ids = [int(i) for i in ids]
         prompts = None if prompts is None else list(prompts)

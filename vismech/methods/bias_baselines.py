@@ -25,7 +25,7 @@ from ..registry import METHODS
 from ..subject import DiffusionSubject, Subject
 from .difflens import TASK, ClassDraw, ProbeConfig, SAEMethod, SteeringEdit, SteeringMethod, Trajectories, balanced, \
     check_bias_inputs, train_probes
-from .edited_sampler import PromptEdit
+from ..sampling import PromptEdit
 
 DIRECTIONS = ("mean_diff", "probe")
 

@@ -23,7 +23,7 @@ import torch
 
 from ..datasets.concepts import ConceptData
 from ..edit import WeightEdit
-from ..errors import VismechError
+from ..errors import VismechError, check_at_least, check_choice
 from ..finding import Finding
 from ..method import Method, MethodConfig
 from ..registry import METHODS
@@ -42,16 +42,6 @@ Tensor = torch.Tensor
 
 # ---------------------------------------------------------------------------------------------------------------
 # Checks shared by the concept methods.
-
-def choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise VismechError(f"{name} must be one of {', '.join(allowed)}; got '{value}'")
-
-
-def at_least(name: str, value: float, low: float) -> None:
-    if value < low:
-        raise VismechError(f"{name} must be >= {low:g}, got {value:g}")
-
 
 def text_subject(subject: Subject) -> DiffusionSubject:
     if not isinstance(subject, DiffusionSubject) or not subject.conditional:
@@ -350,8 +340,8 @@ class AblationConfig(MethodConfig):
     selection: str = "positive"  # positive: top entries with score >= 0; negative; both (reference modes)
 
     def validate(self) -> None:
-        choice("scope", self.scope, SCOPES)
-        choice("selection", self.selection, SELECTIONS)
+        check_choice("scope", self.scope, SCOPES)
+        check_choice("selection", self.selection, SELECTIONS)
         if not self.sites:
             raise VismechError("sites must be a non-empty site-name prefix such as 'ff.', got ''")
 
@@ -413,8 +403,8 @@ class CADEraseConfig(CADConfig):
 
     def validate(self) -> None:
         super().validate()
-        choice("procedure", self.procedure, PROCEDURES)
-        choice("pairing", self.pairing, PAIRINGS)
+        check_choice("procedure", self.procedure, PROCEDURES)
+        check_choice("pairing", self.pairing, PAIRINGS)
 
 
 @dataclass
@@ -423,7 +413,7 @@ class CADAmplifyConfig(CADConfig):
 
     def validate(self) -> None:
         super().validate()
-        at_least("batch_size", self.batch_size, 1)
+        check_at_least("batch_size", self.batch_size, 1)
 
 
 class CAD(WeightAblation):
@@ -540,24 +530,3 @@ class CADAmplify(CAD):
                           self.config.batch_size)
         return {"points": sampler.steps * len(z0), "images": len(z0), "image_source": source,
                 "steps": sampler.steps, "conditioning": data.amplify_prompt}
-
-
-
-def tiny_subject(seed: int = 0) -> DiffusionSubject:
-    """A randomly initialised StableDiffusionPipeline of sd_world's classes (a smaller UNet, sd_world's VAE config,
-    clip_world's text tower and the shipped CLIP tokenizer) at 16 px: exact-equality tests and cost runs in seconds."""
-    from diffusers import UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    from ..subject import unet_sites
-    from ..zoo import clip_world, sd_world
-    from ..zoo.manifest import shipped_folder
-
-    torch.manual_seed(seed)  # diffusers and transformers initialise from the global RNG; this is a test model
-    unet = UNet2DConditionModel(**{**sd_world.UNET, "block_out_channels": (16, 32)})
-    text = CLIPTextModel(CLIPTextConfig(**clip_world.TEXT)).eval().requires_grad_(False)
-    tokenizer = CLIPTokenizer.from_pretrained(shipped_folder(sd_world.NAME) / "tokenizer")
-    pipe = sd_world.assemble(sd_world.create_vae().eval().requires_grad_(False), unet.eval(), text, tokenizer)
-    pipe.set_progress_bar_config(disable=True)
-    return DiffusionSubject(f"tiny_sd_random_{seed}", pipe.unet, pipe.scheduler, unet_sites(pipe.unet), pipeline=pipe,
-                            image_size=sd_world.SIZE)

@@ -16,12 +16,12 @@ from torch.func import functional_call
 
 from ..datasets.concepts import ConceptData
 from ..edit import Edit, WeightEdit
-from ..errors import VismechError
+from ..errors import VismechError, check_at_least, check_choice
 from ..finding import Finding
 from ..method import Method, MethodConfig
 from ..registry import METHODS
 from ..subject import DiffusionSubject, Subject
-from .cad import (TASK, AblationConfig, Sampler, WeightAblation, at_least, choice, concept_data, embed,
+from .cad import (TASK, AblationConfig, Sampler, WeightAblation, concept_data, embed,
                   expected_backward_hook_warning, make_sampler, only_requires_grad, scored_sites, site_tensors,
                   text_subject)
 
@@ -174,9 +174,9 @@ class UCEConfig(MethodConfig):
     def validate(self) -> None:
         if not self.lam > 0:  # lam * I keeps the normal equations solvable whatever the prompts
             raise VismechError(f"lam must be > 0, got {self.lam:g}")
-        at_least("erase_scale", self.erase_scale, 0.0)
+        check_at_least("erase_scale", self.erase_scale, 0.0)
         if self.preserve_scale is not None:
-            at_least("preserve_scale", self.preserve_scale, 0.0)
+            check_at_least("preserve_scale", self.preserve_scale, 0.0)
 
 
 def uce_solution(weight: Tensor, pairs: list[tuple[Tensor, Tensor, float]], lam: float) -> Tensor:
@@ -235,10 +235,10 @@ class ESDConfig(MethodConfig):
     batch_size: int = 4  # start codes per step
 
     def validate(self) -> None:
-        choice("parameters", self.parameters, ESD_PARAMETERS)
-        at_least("iterations", self.iterations, 1)
-        at_least("batch_size", self.batch_size, 1)
-        at_least("negative_guidance", self.negative_guidance, 0.0)
+        check_choice("parameters", self.parameters, ESD_PARAMETERS)
+        check_at_least("iterations", self.iterations, 1)
+        check_at_least("batch_size", self.batch_size, 1)
+        check_at_least("negative_guidance", self.negative_guidance, 0.0)
         if not self.lr > 0:
             raise VismechError(f"lr must be > 0, got {self.lr:g}")
 

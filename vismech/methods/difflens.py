@@ -48,7 +48,7 @@ from ..finding import Finding
 from ..method import Method, MethodConfig
 from ..registry import METHODS
 from ..subject import DiffusionSubject, Subject
-from .edited_sampler import HSpaceEdit, sample
+from ..sampling import HSpaceEdit, sample
 from .sae import LAYOUTS, SAETraining, TopKSAE, from_tokens, sae_report, to_tokens, train_sae
 
 TASK = "bias"

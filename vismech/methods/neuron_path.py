@@ -23,9 +23,10 @@ import torch
 from torch import nn
 
 from ..edit import Edit, HookEdit
-from ..errors import VismechError
+from ..errors import VismechError, check_at_least, check_choice
 from ..finding import Finding
 from ..method import Method, MethodConfig
+from ..progress import progress_bar
 from ..registry import METHODS
 from ..subject import Subject
 
@@ -470,8 +471,6 @@ def images_to_explain(subject: Subject, data: Mapping[str, Tensor]) -> tuple[Ten
 def batches_to_explain(subject: Subject, data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     """(ids, images, labels) batches of a mapping of tensors, or of an item set read lazily (an image folder of
     50,000 files is never held in memory at once)."""
-    from ..runner import progress_bar
-
     if isinstance(data, Mapping):
         ids, images, labels = images_to_explain(subject, data)
         with progress_bar(total=ids.shape[0], desc="fit", unit="img") as bar:
@@ -493,16 +492,6 @@ def batches_to_explain(subject: Subject, data: Any, batch_size: int) -> Iterator
 # ---------------------------------------------------------------------------------------------------------------
 # Methods.
 
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise VismechError(f"{name} must be one of {', '.join(allowed)}; got '{value}'")
-
-
-def _at_least(name: str, value: int, low: int) -> None:
-    if value < low:
-        raise VismechError(f"{name} must be >= {low}, got {value}")
-
-
 @dataclass
 class PathConfig(MethodConfig):
     m: int = 20  # Riemann steps of every ramp
@@ -513,10 +502,10 @@ class PathConfig(MethodConfig):
     chunk_rows: int = 4096  # rows per forward/backward; the sums are linear in the steps
 
     def validate(self) -> None:
-        _choice("jas_form", self.jas_form, JAS_FORMS)
-        _choice("token_scope", self.token_scope, TOKEN_SCOPES)
+        check_choice("jas_form", self.jas_form, JAS_FORMS)
+        check_choice("token_scope", self.token_scope, TOKEN_SCOPES)
         for name, low in (("m", 1), ("top_k", 1), ("batch_size", 1), ("chunk_rows", 1)):
-            _at_least(name, getattr(self, name), low)
+            check_at_least(name, getattr(self, name), low)
 
 
 class PathMethod(Method):
@@ -584,9 +573,9 @@ class NeuronPathConfig(PathConfig):
 
     def validate(self) -> None:
         super().validate()
-        _choice("candidate_scoring", self.candidate_scoring, CANDIDATE_SCORINGS)
-        _choice("procedure", self.procedure, PROCEDURES)
-        _at_least("candidates", self.candidates, self.top_k)
+        check_choice("candidate_scoring", self.candidate_scoring, CANDIDATE_SCORINGS)
+        check_choice("procedure", self.procedure, PROCEDURES)
+        check_at_least("candidates", self.candidates, self.top_k)
         if self.procedure == "reference" and self.candidate_scoring != "layer_scaled":
             raise VismechError("procedure 'reference' reproduces the reference's calls and needs "
                                "candidate_scoring 'layer_scaled'")
@@ -647,7 +636,7 @@ class RandomPathConfig(PathConfig):
 
     def validate(self) -> None:
         super().validate()
-        _at_least("draws", self.draws, 1)
+        check_at_least("draws", self.draws, 1)
 
 
 @METHODS.register()
