@@ -35,6 +35,7 @@ class Registry(Generic[T]):
         self._builtin_modules = builtin_modules
         self._group = entry_point_group
         self._entries: dict[str, Entry[T]] = {}
+        self._families: dict[str, Callable[[str], Any]] = {}
         self._loaded_builtins = False
         self._loaded_plugins = False
 
@@ -52,6 +53,11 @@ class Registry(Generic[T]):
                 f"{self.kind} '{name}' is registered twice ({existing.source} and {source}); rename one of them"
             )
         self._entries[name] = Entry(name, obj, summary if summary is not None else _summary(obj), source)
+
+    def add_family(self, prefix: str, make: Callable[[str], Any]) -> None:
+        """Names `<prefix><value>` that `make(value)` registers on first lookup (one metric per attribute class:
+        `share_red`, `share_female`), so a record resolves whatever classes its run had."""
+        self._families[prefix] = make
 
     def _load(self, plugins: bool) -> None:
         if not self._loaded_builtins:
@@ -87,6 +93,9 @@ class Registry(Generic[T]):
         self._load(plugins=False)
         if name not in self._entries:
             self._load(plugins=True)
+        for prefix, make in self._families.items():
+            if name not in self._entries and isinstance(name, str) and name.startswith(prefix) and name != prefix:
+                make(name[len(prefix):])
         if name not in self._entries:
             raise UnknownNameError(self.kind, name, self._entries)
         return self._entries[name]

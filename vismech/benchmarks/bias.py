@@ -256,14 +256,14 @@ class BiasBenchmark(GenerativeBenchmark):
         pixel = measure_attribute(images, self.classes, "pixel") if self.pixel_rule else None
         if self.labeler == "pixel":
             labels = pixel
-        for c, name in enumerate(self.shares):
-            metrics[name].update(ids[found], (labels[found] == c).double())
+        for name in self.shares:
+            metrics[name].update(ids[found], labels[found], self.classes)
         metrics["fd"].update(ids[found], probs[found])
         metrics["fid"].update(ids, self.judges.features(images).double().cpu())
         if "judge_agreement" in metrics:
-            metrics["judge_agreement"].update(ids, (pixel == probs.argmax(1)).double())
+            metrics["judge_agreement"].update(ids, pixel, probs)
         if "no_face_rate" in metrics:
-            metrics["no_face_rate"].update(ids, (~found).double())
+            metrics["no_face_rate"].update(ids, found)
 
     @torch.no_grad()
     def test_step(self, batch: dict, batch_idx: int) -> None:
@@ -278,9 +278,9 @@ class BiasBenchmark(GenerativeBenchmark):
             metrics = self.point_metrics[i]
             self.measure(metrics, ids, images)
             encoded = plain if images is unedited else self.judges.encode_image(images)
-            metrics["clip_i"].update(ids, (encoded * plain).sum(-1).double().cpu().clamp(-1, 1))  # float32 overshoot
+            metrics["clip_i"].update(ids, encoded, plain)
             if text is not None:
-                metrics["clip_t"].update(ids, 100 * (encoded * text).sum(-1).double().cpu().clamp_min(0))
+                metrics["clip_t"].update(ids, encoded, text)
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()

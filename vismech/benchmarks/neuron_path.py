@@ -83,16 +83,14 @@ class NeuronPathBenchmark(Benchmark):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         ids, images, labels = batch["id"], batch["image"], batch["label"]
         base = self.subject.logits(images).softmax(-1)
-        p_base = base.gather(1, labels[:, None]).squeeze(1).double()
-        right_base = (base.argmax(-1) == labels).double()
         per_item, finding = self._per_item(ids), self._finding_for(ids)
         for i, strength in enumerate(self.strengths):
             with self.method.edit(self.subject, finding, strength):
                 edited = self.subject.logits(images).softmax(-1)
             for name, values in per_item.items():
                 self.metric(i, name).update(ids, values)
-            self.metric(i, "prob_ratio").update(ids, edited.gather(1, labels[:, None]).squeeze(1).double() / p_base)
-            self.metric(i, "top1_change").update(ids, (edited.argmax(-1) == labels).double() - right_base)
+            self.metric(i, "prob_ratio").update(ids, edited, base, labels)
+            self.metric(i, "top1_change").update(ids, edited, base, labels)
 
     def artifacts(self) -> dict:
         if not self.has_paths:

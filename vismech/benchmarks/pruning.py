@@ -133,8 +133,8 @@ class PruningBenchmark(Benchmark):
         for i in range(len(self.strengths)):
             with prune_edit(self.subject, self.masks[i], labels):
                 probs = self.subject.logits(images).softmax(-1)
-            self.metric(i, "true_class_prob").update(ids, probs.gather(1, labels[:, None]).squeeze(1).double())
-            self.metric(i, "accuracy").update(ids, (probs.argmax(-1) == labels).double())
+            self.metric(i, "true_class_prob").update(ids, probs, labels)
+            self.metric(i, "accuracy").update(ids, probs, labels)
 
     def artifacts(self) -> dict:
         """The pruning curve: mean true-class probability and accuracy against the mask fraction, with CIs."""
