@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import VismechError
+from ..registry import MODELS
 from ..subject import DiffusionSubject, unet_sites
 
 NAME = "stable_diffusion"
@@ -67,6 +68,7 @@ def ddim_scheduler(config):
     return DDIMScheduler.from_config(config, clip_sample=False)
 
 
+@MODELS.register(NAME, summary=SUMMARY)
 def load(weights: str = "CompVis/stable-diffusion-v1-4", dtype: str = "float16", id: str | None = None) -> DiffusionSubject:
     """A Stable Diffusion v1.x pipeline as a paper-track subject (`id` defaults to the hub id or folder name)."""
     from diffusers import StableDiffusionPipeline

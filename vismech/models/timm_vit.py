@@ -29,6 +29,7 @@ import torch
 from safetensors import SafetensorError
 
 from ..errors import VismechError, one_line
+from ..registry import MODELS
 from ..subject import ClassifierSubject, vit_ffn_sites
 
 NAME = "timm_vit"
@@ -204,6 +205,7 @@ def transforms(data_config: dict, preprocessing: str = "timm") -> tuple[Callable
     return T.Compose(steps), Normalise(data_config["mean"], data_config["std"])
 
 
+@MODELS.register(NAME, summary=SUMMARY)
 def load(arch: str, weights: str | None = None, pretrained: bool = True, img_size: int | None = None,
          global_pool: str | None = None, num_classes: int | None = None, model_args: dict | None = None,
          id: str | None = None, preprocessing: str = "timm", data_config: dict | None = None) -> ClassifierSubject:

@@ -26,6 +26,7 @@ from torch.utils.data import TensorDataset
 from ..datasets.world import CLASSES, WorldConfig, WorldItems, colour_labels, describe, measure
 from ..errors import VismechError
 from ..models.stable_diffusion import quiet_loading
+from ..registry import MODELS
 from ..subject import DiffusionSubject, unet_sites
 from . import clip_world
 from .manifest import shipped_folder
@@ -95,6 +96,7 @@ def load(weights: str | None = None):
     return pipe
 
 
+@MODELS.register(NAME, summary=SUMMARY)
 def subject(weights: str | None = None) -> DiffusionSubject:
     """The pipeline as a benchmark subject: its UNet (site `h`, the feed-forward weight sites) and DDIM schedule."""
     pipe = load(weights)
