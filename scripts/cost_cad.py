@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from vismech.datasets.concepts import ConceptData
-from vismech.methods.cad import SCORE, CADErase
+from vismech.methods.cad import CADErase
+from vismech.methods.findings import SCORE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tiny random subject is a test fixture
 from tiny_sd import tiny_subject  # noqa: E402

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from ..edit import HookEdit
 from ..errors import VismechError, check_range
 from ..method import Method
+from ..methods.findings import PathFinding
 from ..methods.neuron_path import class_paths, ffn_modules, ffn_width
 from ..registry import TASKS
 from .base import Benchmark, TaskConfig
@@ -119,8 +120,9 @@ class PruningBenchmark(Benchmark):
             raise VismechError(f"task.depth must be at most the {layers} FFN layers of '{subject.id}', got {depth}")
         width, classes = ffn_width(subject), subject.num_classes
         keep = torch.zeros(classes, depth, width, dtype=torch.bool)
-        if "paths" in finding.tensors:  # the no-op has no paths and keeps nothing
-            paths = class_paths(finding.tensors["paths"], finding.tensors["labels"], classes, width)[:, :depth]
+        found = PathFinding.read(finding)
+        if found is not None:  # the no-op has no paths and keeps nothing
+            paths = class_paths(found.paths, found.labels, classes, width)[:, :depth]
             present = paths >= 0
             c, layer, rank = present.nonzero(as_tuple=True)
             keep[c, layer, paths[c, layer, rank]] = True

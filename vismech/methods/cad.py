@@ -28,14 +28,13 @@ from ..finding import Finding
 from ..method import Method, MethodConfig
 from ..registry import METHODS
 from ..subject import DiffusionSubject, Subject
+from .findings import WeightScoreFinding
 
 TASK = "concept"
 PROCEDURES = ("single", "reference")
 PAIRINGS = ("corrected", "reference")
 SCOPES = ("row", "matrix", "global")
 SELECTIONS = ("positive", "negative", "both")
-SCORE = "alpha."  # finding tensor prefix: alpha.<site> = w * dJ/dw of the method's objective, fp32
-INDEX, VALUE, SHAPE = "alpha_index.", "alpha_value.", "alpha_shape."  # the same, stored sparsely (stored_ratio < 1)
 
 Tensor = torch.Tensor
 
@@ -372,13 +371,6 @@ class WeightAblation(Method):
         return {site: int(m.sum()) for site, m in self.masks(finding, self.check_strength(strength)).items()}
 
 
-def site_tensors(finding: Finding, prefix: str) -> dict[str, Tensor]:
-    found = {name[len(prefix):]: t for name, t in finding.tensors.items() if name.startswith(prefix)}
-    if not found:
-        raise VismechError(f"finding of method '{finding.method}' has no '{prefix}*' tensors")
-    return found
-
-
 @dataclass
 class CADConfig(AblationConfig):
     # Share of the weights kept in the finding: with r < 1 only the entries an edit up to ratio r can zero are
@@ -452,27 +444,19 @@ class CAD(WeightAblation):
         """alpha.<site> dense, or with stored_ratio < 1 the flat indices and values of the entries an edit up to
         that ratio can zero (any smaller ratio zeroes a subset of them: its top n is inside the larger top n)."""
         if self.config.stored_ratio == 1:
-            return {SCORE + site: a for site, a in alpha.items()}
+            return WeightScoreFinding(scores=alpha).tensors()
         priority = {site: self.sign * a for site, a in alpha.items()}
         masks = selection_masks(priority, self.config.stored_ratio, self.config.scope, self.config.selection)
-        tensors = {}
+        sparse = {}
         for site, mask in masks.items():
             index = mask.flatten().nonzero().squeeze(1)
-            tensors[INDEX + site], tensors[VALUE + site] = index, alpha[site].flatten()[index]
-            tensors[SHAPE + site] = torch.tensor(alpha[site].shape)
-        return tensors
+            sparse[site] = (index, alpha[site].flatten()[index], torch.tensor(alpha[site].shape))
+        return WeightScoreFinding(sparse=sparse).tensors()
 
     def priority(self, finding: Finding) -> dict[str, Tensor]:
-        if any(name.startswith(SCORE) for name in finding.tensors):
-            return {site: self.sign * alpha for site, alpha in site_tensors(finding, SCORE).items()}
         # entries that were not stored can never be chosen: they rank last and fail the sign test
         fill = -math.inf if self.config.selection == "positive" else math.inf
-        priority = {}
-        for site, index in site_tensors(finding, INDEX).items():
-            dense = torch.full(finding.tensors[SHAPE + site].tolist(), fill)
-            dense.view(-1)[index] = self.sign * finding.tensors[VALUE + site]
-            priority[site] = dense
-        return priority
+        return WeightScoreFinding.read(finding).dense(self.sign, fill)
 
     def masks(self, finding: Finding, ratio: float) -> dict[str, Tensor]:
         stored = finding.meta.get("stored_ratio", 1.0)

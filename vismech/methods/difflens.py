@@ -47,8 +47,9 @@ from ..errors import VismechError, check_range
 from ..finding import Finding
 from ..method import Method, MethodConfig
 from ..registry import METHODS
-from ..subject import DiffusionSubject, Subject
 from ..sampling import HSpaceEdit, sample
+from ..subject import DiffusionSubject, Subject
+from .findings import BiasFinding
 from .sae import LAYOUTS, SAETraining, TopKSAE, from_tokens, sae_report, to_tokens, train_sae
 
 TASK = "bias"
@@ -582,9 +583,10 @@ class SteeringMethod(Method):
     # edit ------------------------------------------------------------------------------------------------------
     def mixture(self, finding: Finding, strength: float) -> Tensor:
         """pi at `strength`: over (unedited, class 0, ..., class K-1)."""
-        if "calibration.pi" not in finding.tensors:
+        calibration = BiasFinding.read(finding).calibration
+        if "pi" not in calibration:
             return torch.tensor([0.0, *finding.meta["target"]], dtype=torch.float64)
-        return interpolate_pi(finding.tensors["calibration.strengths"], finding.tensors["calibration.pi"], strength)
+        return interpolate_pi(calibration["strengths"], calibration["pi"], strength)
 
     def edit(self, subject: Subject, finding: Finding, strength: float) -> Edit:
         strength = self.check_strength(strength)
@@ -647,7 +649,7 @@ class SAEMethod(SteeringMethod):
 
     def make_edit(self, subject, finding, strength, classes_of, window) -> SteeringEdit:
         sae = TopKSAE.from_tensors(finding.tensors, finding.meta["sae"]["k"])
-        features = finding.tensors["latents.ranked"][:, :self.config.features_per_class]
+        features = BiasFinding.read(finding).ranked_latents[:, :self.config.features_per_class]
         return LatentEdit(subject, sae, features, strength, self.config.mode, self.config.token_layout, classes_of,
                           window)
 

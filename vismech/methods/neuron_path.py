@@ -29,6 +29,7 @@ from ..method import Method, MethodConfig
 from ..progress import progress_bar
 from ..registry import METHODS
 from ..subject import Subject
+from .findings import PathFinding
 
 TASK = "neuron_path"
 TOKEN_SCOPES = ("auto", "cls", "mean_patches")
@@ -551,7 +552,8 @@ class PathMethod(Method):
         # wall time is cost, not content: it stays out of the finding so equal findings have equal digests
         meta = {**cost, **{f"{key}_per_image": cost[key] / n for key in cost}, "items": int(ids.shape[0]),
                 "layers": len(ffn_modules(subject)), "width": width, "jas_form": self.config.jas_form}
-        return self.new_finding(subject, TASK, tensors={"item_ids": ids, "labels": labels, **tensors}, meta=meta)
+        found = PathFinding(ids, labels, tensors.pop("paths"), tensors.pop("jas_ref"), extra=tensors)
+        return self.new_finding(subject, TASK, tensors=found.tensors(), meta=meta)
 
     def _stored(self, name: str, t: Tensor) -> Tensor:
         if name.endswith("paths"):
@@ -561,7 +563,8 @@ class PathMethod(Method):
     def edit(self, subject: Subject, finding: Finding, strength: float) -> Edit:
         strength = self.check_strength(strength)
         self.check_finding(subject, finding)
-        return path_edit(subject, finding.tensors["paths"], strength, finding.config.get("token_scope", "auto"))
+        paths = PathFinding.read(finding).paths
+        return path_edit(subject, paths, strength, finding.config.get("token_scope", "auto"))
 
 
 @dataclass
