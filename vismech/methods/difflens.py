@@ -19,7 +19,7 @@ Implements docs/methods/difflens.md. `fit(subject, data)` takes a `vismech.datas
 (all but the first `skip_first_steps` and the last `skip_last_steps`) its code z at every position becomes z' with
 the first `features_per_class` latents of class c moved, and h <- h + W_dec (z' - z): the SAE's reconstruction
 error passes through. Under classifier-free guidance only the conditional half is edited. The sampler is the
-two-pass step of `edited_sampler`.
+two-pass step of `vismech.sampling`.
 
 Strength s (identity 0 in both modes): mode "scale" sets z'_i = (1 + s) z_i (the reference's beta = 1 + s, so
 s >= -1), mode "add" sets z'_i = z_i + s (beta = s).
