@@ -1,7 +1,7 @@
 """The suite's own overhead: plain sampling through vismech against diffusers' own pipeline call, and the hooks of a
 no-op edit, measured side by side in one run.
 
-    .venv/bin/python scripts/cost_overhead.py [--images 8] [--repeats 7] [--threads 1]
+    .venv/bin/python scripts/cost_overhead.py [--images 8] [--repeats 7] [--threads 1] [--ddpm-steps 50] [--sd-steps 25]
 
 Sampling: on ddpm_world (DDIMPipeline, DDIM 50, eta 1) and sd_world (StableDiffusionPipeline, DDIM 25, eta 0,
 guidance 4, the colour-less garment prompts), both built from the same zoo components, with the same scheduler
@@ -144,12 +144,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--ddpm-steps", type=int, default=50, help="ddpm_world's DDIM steps (its task default: 50)")
+    parser.add_argument("--sd-steps", type=int, default=25, help="sd_world's DDIM steps (its task default: 25)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)  # the same for both sides; one thread keeps a shared machine's noise down
     print("| subject | measure | value |\n|---|---|---|")
-    for row in (sampling_rows("ddpm_world", ddpm_world.subject(), Sampling(steps=50, eta=1.0), args.images,
+    for row in (sampling_rows("ddpm_world", ddpm_world.subject(), Sampling(steps=args.ddpm_steps, eta=1.0), args.images,
                               args.repeats)
-                + sampling_rows("sd_world", sd_world.subject(), Sampling(steps=25, eta=0.0, guidance_scale=4.0),
+                + sampling_rows("sd_world", sd_world.subject(), Sampling(steps=args.sd_steps, eta=0.0, guidance_scale=4.0),
                                 args.images, args.repeats)
                 + vit_rows(64, args.repeats)):
         print(row, flush=True)

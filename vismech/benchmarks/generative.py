@@ -29,7 +29,7 @@ from ..subject import DiffusionSubject
 from .base import Benchmark, TaskConfig
 from ..metrics.judges import Judges, load_judges
 
-PRODUCER = "vismech.edited_sampler/1"
+PRODUCER = "vismech.edited_sampler/1"  # part of every cached image's key: kept when the sampler moved
 UNEDITED = "unedited"
 
 
