@@ -170,6 +170,8 @@ def cmd_list(args: list[str]) -> int:
                 extra = f" [{entry.obj.direction} is better; {entry.obj.units}]"
             source = "" if entry.source == "vismech" else f" (plugin: {entry.source})"
             print(f"  {entry.name:<24} {entry.summary}{extra}{source}")
+        for prefix, make in registries[name].families().items():
+            print(f"  {prefix + '<class>':<24} {(make.__doc__ or '').strip().splitlines()[0]}")
     return 0
 
 

@@ -59,6 +59,10 @@ class Registry(Generic[T]):
         `share_red`, `share_female`), so a record resolves whatever classes its run had."""
         self._families[prefix] = make
 
+    def families(self) -> dict[str, Callable[[str], Any]]:
+        self._load(plugins=False)
+        return dict(self._families)
+
     def _load(self, plugins: bool) -> None:
         if not self._loaded_builtins:
             self._loaded_builtins = True

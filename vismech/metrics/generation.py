@@ -291,7 +291,7 @@ _SHARES: dict[str, type[AttributeShare]] = {}
 
 
 def share_metric(value: str) -> type[AttributeShare]:
-    """The registered `share_<value>` metric class (made and registered on first use)."""
+    """Share of the images whose attribute is the class (one registered metric per class, made on first use)."""
     if value not in _SHARES:
         name = f"share_{value}"
         _SHARES[value] = type(f"AttributeShare_{value}", (AttributeShare,), {
