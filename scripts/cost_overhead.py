@@ -134,7 +134,7 @@ def vit_rows(images: int, repeats: int) -> list[str]:
             return subject.logits(batch)
 
     same = torch.equal(plain(), hooked())
-    seconds = interleaved({"plain": plain, "hooked": hooked}, repeats * 20)  # one forward is short: more turns
+    seconds = interleaved({"plain": plain, "hooked": hooked}, repeats * 40)  # one forward is short: more turns
     return [f"| vit_world forward, batch of {images} | no-op hooks on {len(sites)} FFN sites: overhead "
             f"(goal <= 3 %), same logits | {100 * (seconds['hooked'] / seconds['plain'] - 1):+.1f} %, {same} |"]
 
@@ -153,7 +153,7 @@ def main() -> None:
                               args.repeats)
                 + sampling_rows("sd_world", sd_world.subject(), Sampling(steps=args.sd_steps, eta=0.0, guidance_scale=4.0),
                                 args.images, args.repeats)
-                + vit_rows(64, args.repeats)):
+                + vit_rows(256, args.repeats)):
         print(row, flush=True)
 
 
