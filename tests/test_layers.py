@@ -12,7 +12,7 @@ LAYERS = (
     ("core", ("vismech", "vismech.errors", "vismech.io", "vismech.seeding", "vismech.stats", "vismech.registry",
               "vismech.config", "vismech.cost", "vismech.results", "vismech.finding", "vismech.store",
               "vismech.progress", "vismech.plots", "vismech.loggers", "vismech.generations",
-              "vismech.verification")),
+              "vismech.verification", "vismech.tradeoff")),
     ("models", ("vismech.subject", "vismech.edit", "vismech.sampling", "vismech.models")),
     ("datasets", ("vismech.datasets",)),
     # the zoo's recipes train on the mini world, so they sit above it; nothing below imports them

@@ -127,6 +127,7 @@ def cmd_run(args: list[str]) -> int:
     check_composition(args)
 
     def task_function(cfg) -> None:
+        from .results import format_estimate
         from .runner import execute
 
         try:
@@ -135,9 +136,12 @@ def cmd_run(args: list[str]) -> int:
             print(f"vismech: error: {exc}", file=sys.stderr)
             sys.exit(2)
         if outcome is not None:
-            head = outcome.record.headline_point().metrics[outcome.record.primary_metric]
-            print(f"{outcome.record.method.name}: {head.name} = {head.value:.4f} "
-                  f"[{head.ci_low:.4f}, {head.ci_high:.4f}] -> {outcome.path}")
+            point = outcome.record.headline_point()
+            if point is None:
+                print(f"{outcome.record.method.name}: no point within budget -> {outcome.path}")
+            else:
+                head = point.metrics[outcome.record.primary_metric]
+                print(f"{outcome.record.method.name}: {head.name} = {format_estimate(head)} -> {outcome.path}")
 
     main = hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(task_function)
     saved = sys.argv
@@ -183,19 +187,17 @@ def cmd_leaderboard(args: list[str]) -> int:
     parser.add_argument("--out", default="leaderboard.md", help="file to write (default: leaderboard.md)")
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is out of date, write nothing")
     opts = parser.parse_args(args)
-    text = leaderboard.render(leaderboard.collect(opts.results))
     out = Path(opts.out)
+    files = leaderboard.outputs(leaderboard.collect(opts.results), out)
     if opts.check:
-        current = out.read_text() if out.is_file() else ""
-        if current != text:
-            print(f"{out} is out of date: run `vismech leaderboard`", file=sys.stderr)
+        stale = [str(p) for p, text in files.items() if not p.is_file() or p.read_text() != text]
+        if stale:
+            print(f"out of date: {', '.join(stale)}: run `vismech leaderboard`", file=sys.stderr)
             return 1
-        print(f"{out} is up to date")
+        print(f"{out} and its {len(files) - 1} pictures are up to date")
         return 0
-    from .io import atomic_write_text
-
-    atomic_write_text(out, text)
-    print(f"wrote {out}")
+    leaderboard.write(opts.results, out)
+    print(f"wrote {out} and {len(files) - 1} pictures under {out.parent / leaderboard.PICTURES}")
     return 0
 
 

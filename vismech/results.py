@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .errors import VismechError
 from .io import atomic_write_text
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: intervals may be absent (with a note), set-level pseudo-values, interpolated headlines
 LIBRARIES = ("vismech", "torch", "torchvision", "lightning", "torchmetrics", "timm", "diffusers", "transformers",
              "open_clip_torch", "torch-fidelity", "safetensors", "numpy", "hydra-core", "pydantic")
 
@@ -25,28 +25,54 @@ class _Strict(BaseModel):
 
 
 class MetricResult(_Strict):
+    """One metric at one sweep point: its estimate and interval (vismech.stats), and what pairs it with another
+    record on the same items: per-item values, or a set-level statistic's jackknife pseudo-values."""
+
     name: str
     value: float
-    ci_low: float
-    ci_high: float
+    ci_low: float | None  # None where no honest interval exists at this n; `ci_note` says why
+    ci_high: float | None
     ci_level: float = Field(gt=0, lt=1)
+    ci_method: str = "t"
+    ci_note: str | None = None
     n: int = Field(ge=1)
     direction: Literal["higher", "lower"]
     units: str
     fingerprint: str
     fingerprint_items: dict[str, Any]
-    item_ids: list[int] | None = None  # per-item values make paired comparisons between records possible
-    item_values: list[float] | None = None
+    item_ids: list[int] | None = None  # the items, in id order
+    item_values: list[float] | None = None  # per-item metrics: one value per item
+    pseudo_values: list[float] | None = None  # set-level metrics: one per jackknife group (vismech.stats)
+    plugin_value: float | None = None  # set-level metrics: the statistic as the papers compute it on all items
 
     @model_validator(mode="after")
     def _consistent(self) -> "MetricResult":
-        if not self.ci_low <= self.value <= self.ci_high:
+        if (self.ci_low is None) != (self.ci_high is None):
+            raise ValueError(f"metric '{self.name}': ci_low and ci_high come together")
+        if self.ci_low is None and not self.ci_note:
+            raise ValueError(f"metric '{self.name}': a metric without an interval says why (ci_note)")
+        if self.ci_low is not None and not self.ci_low <= self.value <= self.ci_high:
             raise ValueError(f"metric '{self.name}': value {self.value} lies outside its CI [{self.ci_low}, {self.ci_high}]")
-        if (self.item_ids is None) != (self.item_values is None):
-            raise ValueError(f"metric '{self.name}': item_ids and item_values come together")
-        if self.item_ids is not None and not len(self.item_ids) == len(self.item_values) == self.n:
-            raise ValueError(f"metric '{self.name}': n={self.n} but {len(self.item_ids)} ids and {len(self.item_values)} values")
+        if self.item_values is not None and self.item_ids is None:
+            raise ValueError(f"metric '{self.name}': item_values need their item_ids")
+        if self.item_values is not None and self.pseudo_values is not None:
+            raise ValueError(f"metric '{self.name}': per-item values and pseudo-values exclude each other")
+        if self.item_ids is not None and len(self.item_ids) != self.n:
+            raise ValueError(f"metric '{self.name}': n={self.n} but {len(self.item_ids)} ids")
+        if self.item_values is not None and len(self.item_values) != self.n:
+            raise ValueError(f"metric '{self.name}': n={self.n} but {len(self.item_values)} values")
         return self
+
+    def paired_values(self) -> list[float] | None:
+        """What a paired comparison with another record on the same items reads: item or pseudo-values."""
+        return self.item_values if self.item_values is not None else self.pseudo_values
+
+
+def format_estimate(m: MetricResult, digits: int = 4) -> str:
+    """`value [low, high]`, or the value and "(no interval)" where none is honest."""
+    if m.ci_low is None:
+        return f"{m.value:.{digits}f} (no interval)"
+    return f"{m.value:.{digits}f} [{m.ci_low:.{digits}f}, {m.ci_high:.{digits}f}]"
 
 
 class SweepPoint(_Strict):
@@ -111,12 +137,20 @@ class Provenance(_Strict):
 
 
 class Headline(_Strict):
+    """The point a method is ranked at. A trade-off task reads it off the sweep's piecewise-linear curve at its
+    quality budget: `between` names the two sweep points and `weight` the share of the second, and `metrics` holds
+    every metric interpolated there. `status` "no point within budget": no edited point meets the budget."""
+
     strength: float
     rule: str  # how the headline point was chosen from the sweep
+    status: Literal["sweep point", "interpolated", "no point within budget"] = "sweep point"
+    between: tuple[float, float] | None = None
+    weight: float | None = Field(default=None, ge=0, le=1)
+    metrics: dict[str, MetricResult] | None = None
 
 
 class ResultRecord(_Strict):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     task: str
     benchmark_version: str
     primary_metric: str
@@ -136,18 +170,27 @@ class ResultRecord(_Strict):
         strengths = [p.strength for p in self.sweep]
         if len(set(strengths)) != len(strengths):
             raise ValueError(f"sweep has repeated strengths: {strengths}")
-        if self.headline.strength not in strengths:
-            raise ValueError(f"headline strength {self.headline.strength} is not in the sweep {strengths}")
+        h = self.headline
+        if h.status == "sweep point" and h.strength not in strengths:
+            raise ValueError(f"headline strength {h.strength} is not in the sweep {strengths}")
+        if h.status == "interpolated" and (h.between is None or h.weight is None or h.metrics is None
+                                           or not set(h.between) <= set(strengths)):
+            raise ValueError(f"interpolated headline needs two sweep strengths of {strengths}, a weight and metrics")
         for point in self.sweep:
             if self.primary_metric not in point.metrics:
                 raise ValueError(f"primary metric '{self.primary_metric}' missing at strength {point.strength}")
         return self
 
-    def headline_point(self) -> SweepPoint:
+    def headline_point(self) -> SweepPoint | None:
+        """The metrics the record is ranked by; None when no point is within the task's budget."""
+        if self.headline.status == "no point within budget":
+            return None
+        if self.headline.metrics is not None:
+            return SweepPoint(strength=self.headline.strength, metrics=self.headline.metrics)
         return next(p for p in self.sweep if p.strength == self.headline.strength)
 
     def fingerprints(self) -> dict[str, str]:
-        return {name: m.fingerprint for name, m in sorted(self.headline_point().metrics.items())}
+        return {name: m.fingerprint for name, m in sorted(self.sweep[0].metrics.items())}
 
     def task_digest(self) -> str:
         """Hash of the task config that made the record, but its batch size (values do not depend on it): runs of one

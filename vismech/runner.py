@@ -70,7 +70,8 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
     warnings.filterwarnings("ignore", message=r".*Using `DistributedSampler` with the dataloaders.*")
     warnings.filterwarnings("ignore", message=r".*sync_dist=True.*when logging on epoch level.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")  # torch 2.13
-    task, load_subject = TASKS.get(cfg.task.name), MODELS.get(cfg.model.name)
+    task = TASKS.get(cfg.task.name)
+    MODELS.get(cfg.model.name)  # an unknown model fails here, before any work
     started = time.perf_counter()  # after the registries' one-time imports, which are not the run's cost
     seed = cfg.seed
     if not isinstance(seed, int) or isinstance(seed, bool):
@@ -85,8 +86,28 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
     if cfg.paths.get("leaderboard"):
         check_output_folder("paths.leaderboard", Path(cfg.paths.leaderboard).parent)
     loggers = _loggers(cfg)
+    outcome, progress, failed = None, None, True
+    try:
+        outcome, progress = _evaluate(cfg, task, task_cfg, method, strengths, seed, started, loggers)
+        failed = False
+    finally:
+        # every exit path, a failed fit or test included: a W&B run left unfinished would stay "running"
+        close_loggers(loggers, outcome.path if outcome is not None else None, failed=failed)
+    if outcome is None:  # ranks other than zero write nothing
+        return None
+    if cfg.paths.get("leaderboard"):
+        leaderboard.write(cfg.paths.results_dir, cfg.paths.leaderboard)
+    # only now: a run killed before this point restarts from the finished batches, record and artifacts included
+    _drop_progress(progress)
+    return outcome
+
+
+def _evaluate(cfg: DictConfig, task, task_cfg, method, strengths: list[float], seed: int, started: float,
+              loggers: list) -> tuple[RunOutcome | None, Path]:
+    """Fit (or load the finding), test under Lightning, write the record and artifacts; (None, progress folder)
+    on ranks other than zero."""
     trainer = _trainer(cfg, loggers)  # before any work: a bad trainer option must not cost a fit
-    subject = load_subject(**_plain(cfg.model.get("params")))
+    subject = MODELS.get(cfg.model.name)(**_plain(cfg.model.get("params")))
     items, fit_data = task.make_items(task_cfg, subject), task.make_fit_data(task_cfg, subject)
 
     subject.model.to(_fit_device(cfg))  # fitting runs before Lightning places the model, on the run's accelerator
@@ -115,8 +136,7 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
         lg.log_hyperparams(resolved)
     trainer.test(bench, dataloaders=loader, verbose=False)
     if trainer.global_rank != 0:
-        close_loggers(loggers)
-        return None
+        return None, progress
     if bench.batches_all.get("resumed"):
         log.info("resumed %d of %d batches from %s", bench.batches_all["resumed"],
                  bench.batches_all["resumed"] + bench.batches_all["computed"], progress)
@@ -132,7 +152,7 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
         seeds=Seeds(run_seed=seed, scheme=SCHEME),
         sweep=[SweepPoint(strength=s, metrics={n: MetricResult(**m) for n, m in summary.items()})
                for s, summary in zip(strengths, bench.summaries)],
-        headline=Headline(strength=bench.headline_strength(), rule=task.headline_rule),
+        headline=Headline(**bench.headline(), rule=task.headline_rule),
         cost=_cost(time.perf_counter() - started, fit_cost, fit_reused, _eval_passes(eval_start, subject, bench),
                    bench.batches_all.get("resumed", 0), bench.device, trainer.world_size),
         provenance=provenance(),
@@ -140,12 +160,7 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
     )
     path = write_record(record, cfg.paths.results_dir)
     save_artifacts(bench.artifacts(), _run_dir(cfg), loggers)
-    close_loggers(loggers, path)
-    if cfg.paths.get("leaderboard"):
-        leaderboard.write(cfg.paths.results_dir, cfg.paths.leaderboard)
-    # only now: a run killed before this point restarts from the finished batches, record and artifacts included
-    _drop_progress(progress)
-    return RunOutcome(record, path)
+    return RunOutcome(record, path), progress
 
 
 def _drop_progress(folder: Path) -> None:

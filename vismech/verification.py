@@ -18,8 +18,8 @@ class MetricCheck(BaseModel):
     strength: float
     metric: str
     claimed: float
-    ci_low: float
-    ci_high: float
+    ci_low: float | None  # None: the metric has no honest interval at its n, and its value must repeat
+    ci_high: float | None
     rerun: float
     max_item_difference: float | None
     passed: bool

@@ -121,13 +121,17 @@ class Benchmark(L.LightningModule):
         return self.point_metrics[point][name]
 
     def on_test_epoch_end(self) -> None:
-        self.summaries = [{n: m.summarize(seed=self.run_seed) for n, m in metrics.items()} for metrics in self.point_metrics]
+        self.summaries = [{n: m.summarize() for n, m in metrics.items()} for metrics in self.point_metrics]
         self.log_dict({f"{n}@{s:g}": summary[n]["value"] for s, summary in zip(self.strengths, self.summaries)
                        for n in summary}, rank_zero_only=True)
 
     def headline_strength(self) -> float:
         """The sweep point shown on the leaderboard; the rule is stated in `headline_rule`."""
         return max(self.strengths)
+
+    def headline(self) -> dict[str, Any]:
+        """The fields of the record's `Headline` but its rule: a sweep point unless a task interpolates."""
+        return {"strength": self.headline_strength()}
 
     # --- resume ----------------------------------------------------------------------------------------------------
 

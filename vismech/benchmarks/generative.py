@@ -25,6 +25,7 @@ from ..generations import GenerationCache, generation_key
 from ..metrics.base import ItemMetric
 from ..registry import METRICS
 from ..seeding import item_seed
+from ..tradeoff import Bound, matched_point
 from ..subject import DiffusionSubject
 from .base import Benchmark, TaskConfig
 from ..metrics.judges import Judges, load_judges
@@ -73,17 +74,32 @@ class GenerativeBenchmark(Benchmark):
 
     def judge_of(self, metric: str) -> str:
         """Which judge role a metric uses: classifier, clip or fid."""
-        return {"fid": "fid", "clip_t": "clip", "clip_i": "clip"}.get(metric, "classifier")
+        return {"fid": "fid", "kid": "kid", "clip_t": "clip", "clip_i": "clip"}.get(metric, "classifier")
 
     def make_metric(self, name: str, **kwargs) -> ItemMetric:
-        judge = self.judges.fingerprints.get(self.judge_of(name), {})
+        role = self.judge_of(name)
+        judge = self.judges.fingerprints.get(role) or self.judges.fingerprints.get("fid" if role == "kid" else role, {})
         if name == "fid":
             kwargs["reference"] = self.judges.reference
+        if name == "kid":
+            kwargs["reference"] = self.judges.kid_features()
         return METRICS.get(name)(judge={**judge, "sampling": self.sampling_fingerprint()}, **kwargs)
 
     def sampling_fingerprint(self) -> dict[str, Any]:
         s = self.sampling
         return {"sampler": "ddim", "steps": s.steps, "eta": s.eta, "guidance": s.guidance_scale}
+
+    # --- the headline at matched quality ----------------------------------------------------------------------
+
+    def matched_headline(self, bounds: list[Bound]) -> dict[str, Any]:
+        """The primary metric read off the sweep where every quality bound holds (vismech.tradeoff)."""
+        primary = self.summaries[0][self.primary_metric]
+        transforms = {n: getattr(METRICS.get(n), "transform", "identity") for n in self.summaries[0]}
+        return matched_point(self.strengths, self.summaries, self.primary_metric, primary["direction"], bounds,
+                             [self.is_identity(i) for i in range(len(self.strengths))], transforms)
+
+    def headline_strength(self) -> float:
+        return self.headline()["strength"]
 
     # --- generation ------------------------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from .world import world_judges
 __all__ = ["Judges", "load_judges", "paper_judges", "world_judges"]
 
 
-WORLD_OPTIONS = ("reference_split", "reference_count")
+WORLD_OPTIONS = ("reference_split", "reference_count", "kid_reference_split")
 
 
 def load_judges(spec: dict[str, Any] | None) -> Judges:
@@ -25,7 +25,8 @@ def load_judges(spec: dict[str, Any] | None) -> Judges:
     spec = dict(spec or {"name": "world"})
     name = spec.pop("name", "world")
     if name == "world":
-        return world_judges(spec.get("reference_split", "test"), int(spec.get("reference_count", 2000)))
+        return world_judges(spec.get("reference_split", "test"), int(spec.get("reference_count", 2000)),
+                            spec.get("kid_reference_split"))
     if name == "paper":
         for option in WORLD_OPTIONS:  # the task yaml's world defaults, which a paper card sets to null
             if spec.pop(option, None) is not None:

@@ -22,3 +22,8 @@ class Judges:
     encode_text: Callable[[list[str]], Tensor]
     fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)  # per role: classifier, clip, fid
     attributes: dict[str, tuple[tuple[str, ...], Callable[[Tensor], Tensor]]] = field(default_factory=dict)
+    # (M', d) features of KID's reference set, in the FID feature space; None: the FID reference
+    kid_reference: Tensor | None = None
+
+    def kid_features(self) -> Tensor:
+        return self.reference if self.kid_reference is None else self.kid_reference
