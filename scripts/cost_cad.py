@@ -11,12 +11,18 @@ last line shows vismech's default (corrected pairing, where the gradient forward
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from vismech.datasets.concepts import ConceptData
-from vismech.methods.cad import SCORE, CADErase, tiny_subject
+from vismech.methods.cad import CADErase
+from vismech.methods.findings import SCORE
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tiny random subject is a test fixture
+from tiny_sd import tiny_subject  # noqa: E402
 
 
 def measure(subject, data: ConceptData, procedure: str, pairing: str, fuse: bool = True) -> tuple[dict, dict]:

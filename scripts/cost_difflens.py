@@ -18,7 +18,7 @@ import torch
 
 from vismech.datasets.bias import Sampling, world_fit_data
 from vismech.methods.difflens import DiffLens, LatentEdit, fixed_class
-from vismech.methods.edited_sampler import decoder_fraction, sample
+from vismech.sampling import decoder_fraction, sample
 from vismech.methods.sae import TopKSAE
 from vismech.zoo import ddpm_world, sd_world
 

@@ -22,7 +22,7 @@ from vismech.methods.attacks import TokenAttackConfig, token_attack
 from vismech.methods.cad import CADAmplify, CADErase
 from vismech.plots import image_grid, save_figure
 from vismech.zoo import judge_world, sd_world
-from vismech.zoo.clip_world import describe
+from vismech.datasets.world import describe
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import torch
 from vismech.datasets.bias import BiasFitData, measure_attribute, shares
 from vismech.methods.bias_baselines import RandomLatents
 from vismech.methods.difflens import DiffLens
-from vismech.methods.edited_sampler import sample
+from vismech.sampling import sample
 
 TEST_IDS = list(range(200_000, 200_192))
 
@@ -71,7 +71,8 @@ def calibrated_vs_random(subject, data: BiasFitData, config: dict, real: torch.T
     def measured(edit):
         images = sample(subject, TEST_IDS, data.seeds(TEST_IDS), prompts=data.prompts_for(TEST_IDS), edit=edit,
                         sampling=data.sampling).images
-        pixel, judged = measure_attribute(images, data.classes), measure_attribute(images, data.classes, "judge")
+        pixel, judged = measure_attribute(images, data.classes), measure_attribute(images, data.classes, "judge",
+                                                                             lambda x: judge.probs(x)["colour"])
         kid = KID(reference=reference)
         kid.update(torch.tensor(TEST_IDS), judge.features(images))
         return shares(pixel, 4), kid.summarize(), float((pixel == judged).double().mean())

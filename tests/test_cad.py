@@ -11,7 +11,8 @@ import torch
 from vismech.datasets.concepts import ConceptData, world_concept
 from vismech.errors import VismechError
 from vismech.finding import Finding
-from vismech.methods.cad import CADAmplify, CADErase, only_requires_grad, pick, selection_masks, tiny_subject
+from tiny_sd import tiny_subject
+from vismech.methods.cad import CADAmplify, CADErase, only_requires_grad, pick, selection_masks
 from vismech.methods.concept_baselines import RandomWeights
 from vismech.registry import METHODS
 from vismech.subject import weights_digest
@@ -366,7 +367,7 @@ def class_scores(mini) -> tuple[torch.Tensor, torch.Tensor]:
     """Per garment class, over CLASS_SEEDS images of 'a <class>': the judge's accuracy and mean true-class prob."""
     from vismech.datasets.world import CLASSES
     from vismech.zoo import sd_world
-    from vismech.zoo.clip_world import describe
+    from vismech.datasets.world import describe
 
     subject, judge = mini
     prompts = [describe(c) for c in CLASSES for _ in range(CLASS_SEEDS)]

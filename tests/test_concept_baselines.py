@@ -7,7 +7,8 @@ import torch
 
 from vismech.datasets.concepts import ConceptData
 from vismech.errors import VismechError
-from vismech.methods.cad import CADErase, tiny_subject
+from tiny_sd import tiny_subject
+from vismech.methods.cad import CADErase
 from vismech.methods.concept_baselines import (ESD, UCE, MagnitudeWeights, RandomWeights, aligned_pair,
                                                cross_attention_projections, token_states, uce_solution)
 from vismech.registry import METHODS

@@ -14,7 +14,7 @@ from vismech.method import build_method
 from vismech.methods.bias_baselines import HDirection, PromptAugmentation, RandomLatents, mean_differences
 from vismech.methods.difflens import ClassDraw, DiffLens, LatentEdit, Probes, Window, balanced, interpolate_pi, \
     fixed_class, latent_ig, pair_classes, rank, score_latents, simplex_lstsq, Trajectories
-from vismech.methods.edited_sampler import sample
+from vismech.sampling import sample
 from vismech.methods.sae import TopKSAE, from_tokens, to_tokens
 from vismech.subject import DiffusionSubject, unet_sites
 

@@ -7,7 +7,7 @@ import torch
 
 from vismech.datasets.bias import Sampling
 from vismech.errors import VismechError
-from vismech.methods.edited_sampler import HSpaceEdit, PromptEdit, decoder_fraction, sample, two_pass_step
+from vismech.sampling import HSpaceEdit, PromptEdit, decoder_fraction, sample, two_pass_step
 from vismech.subject import DiffusionSubject, unet_sites
 from vismech.zoo import ddpm_world, sd_world
 
@@ -124,7 +124,7 @@ def test_zero_shift_two_pass_equals_plain_and_hooks_are_removed(tiny):
 
 
 def test_an_h_edit_refuses_to_run_outside_the_sampler(tiny):
-    with EvenShift(tiny), pytest.raises(VismechError, match="edited_sampler.sample"):
+    with EvenShift(tiny), pytest.raises(VismechError, match="vismech.sampling.sample"):
         tiny.unet(torch.zeros(1, 3, 8, 8), 10)
     assert not tiny.unet.mid_block._forward_hooks
 

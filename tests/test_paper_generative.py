@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from paper_models import write_ddpm_pipeline, write_judges, write_sd_pipeline
-from vismech.benchmarks.paper_judges import FaceCrop, group_probs
+from vismech.metrics.judges.paper import FaceCrop, group_probs
 from vismech.datasets.bias import Sampling
 from vismech.errors import VismechError
 from vismech.seeding import item_seed
@@ -34,7 +34,7 @@ def judge_options(paper, *roles: str) -> list[str]:
 
 def regenerate(folder, loader, ids, prompts, steps, guidance):
     """The unedited images of items `ids` (run seed 0), sampled again outside the run."""
-    from vismech.methods.edited_sampler import sample
+    from vismech.sampling import sample
 
     subject = loader(weights=str(folder), dtype="float32")
     return sample(subject, ids, [item_seed(0, i) for i in ids], prompts=prompts, edit=None,
@@ -51,7 +51,7 @@ def test_cad_objects_card_on_a_tiny_sd_v14_and_the_paper_judges(workspace, paper
     import torchvision
     from torchvision.models import ResNet50_Weights
 
-    from vismech.benchmarks.paper_judges import inception, reference_features
+    from vismech.metrics.judges.paper import inception, reference_features
     from vismech.metrics.generation import Gaussian, frechet_distance
     from vismech.models import stable_diffusion
 
@@ -226,7 +226,7 @@ def test_group_probs_merge_fairface_bins_per_protocol():
     ({"attribute": "attribute", "face_crop": "dlib"}, r"face_crop must be one of None, haar, got 'dlib'"),
 ])
 def test_bad_paper_judge_options_are_one_line_errors(paper, spec, match, tmp_path):
-    from vismech.benchmarks.judges import load_judges
+    from vismech.metrics.judges import load_judges
 
     files = {**paper["judges"], "missing": str(tmp_path / "nothing.pt")}
     options = {k: files.get(v, v) if k in ("classifier", "attribute", "clip", "fid") else v for k, v in spec.items()}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 
 
@@ -41,4 +42,27 @@ def check_range(name: str, value: float, low: float, high: float) -> float:
     value = check_finite(name, value)
     if not low <= value <= high:
         raise VismechError(f"{name} must be in [{low:g}, {high:g}], got {value:g}")
+    return value
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one line of at most `limit` characters, for an error message that quotes a library."""
+    text = re.sub(r"\s+", " ", str(exc)).strip() or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    """Validate that `value` is one of `allowed`; the message lists them."""
+    if value not in allowed:
+        raise VismechError(f"{name} must be one of {', '.join(allowed)}; got '{value}'")
+    return value
+
+
+def check_at_least(name: str, value: float, low: float) -> float:
+    """Validate value >= low (a count or a size: no upper bound)."""
+    if value < low:
+        def shown(x: float) -> str:
+            return f"{x:g}" if isinstance(x, float) else str(x)
+
+        raise VismechError(f"{name} must be >= {shown(low)}, got {shown(value)}")
     return value

@@ -44,6 +44,7 @@ class Registry(Generic[T]):
         self._group = entry_point_group
         self._plugin_base = plugin_base  # "module:Class" every plugin entry must subclass (imported on first use)
         self._entries: dict[str, Entry[T]] = {}
+        self._families: dict[str, Callable[[str], Any]] = {}
         self._loaded_builtins = False
         self._loaded_plugins = False
 
@@ -61,6 +62,15 @@ class Registry(Generic[T]):
                 f"{self.kind} '{name}' is registered twice ({existing.source} and {source}); rename one of them"
             )
         self._entries[name] = Entry(name, obj, summary if summary is not None else _summary(obj), source)
+
+    def add_family(self, prefix: str, make: Callable[[str], Any]) -> None:
+        """Names `<prefix><value>` that `make(value)` registers on first lookup (one metric per attribute class:
+        `share_red`, `share_female`), so a record resolves whatever classes its run had."""
+        self._families[prefix] = make
+
+    def families(self) -> dict[str, Callable[[str], Any]]:
+        self._load(plugins=False)
+        return dict(self._families)
 
     def _load(self, plugins: bool) -> None:
         if not self._loaded_builtins:
@@ -112,6 +122,9 @@ class Registry(Generic[T]):
         self._load(plugins=False)
         if name not in self._entries:
             self._load(plugins=True)
+        for prefix, make in self._families.items():
+            if name not in self._entries and isinstance(name, str) and name.startswith(prefix) and name != prefix:
+                make(name[len(prefix):])
         if name not in self._entries:
             raise UnknownNameError(self.kind, name, self._entries)
         return self._entries[name]

@@ -5,7 +5,6 @@ import contextlib
 import logging
 import os
 import shutil
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -24,6 +23,7 @@ from .code_digest import code_digest
 from .config import typed_config
 from .errors import VismechError
 from .loggers import close as close_loggers, save_artifacts
+from .progress import progress_enabled
 from .method import build_method
 from .progress import progress_bar, progress_enabled, trainer_progress  # noqa: F401 (progress_bar: re-exported)
 from .registry import METHODS, MODELS, TASKS

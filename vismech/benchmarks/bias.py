@@ -50,7 +50,7 @@ from ..plots import image_grid
 from ..registry import TASKS
 from ..tradeoff import Bound
 from .generative import GenerativeBenchmark, GenerativeConfig
-from .judges import Judges, load_judges
+from ..metrics.judges import Judges, load_judges
 
 GRID_ITEMS = 8  # items (one per prompt, first ones first) in the run's image grid
 FIT_KEYS = ("fit_ids", "calibration_ids", "noise_seed")  # what `task.fit` may set; the rest follows the task
@@ -270,16 +270,16 @@ class BiasBenchmark(GenerativeBenchmark):
         pixel = measure_attribute(images, self.classes, "pixel") if self.pixel_rule else None
         if self.labeler == "pixel":
             labels = pixel
-        for c, name in enumerate(self.shares):
-            metrics[name].update(ids[found], (labels[found] == c).double())
+        for name in self.shares:
+            metrics[name].update(ids[found], labels[found], self.classes)
         metrics["fd"].update(ids[found], probs[found])
         features = self.judges.features(images).double().cpu()
         metrics["fid"].update(ids, features)
         metrics["kid"].update(ids, features)
         if "judge_agreement" in metrics:
-            metrics["judge_agreement"].update(ids, (pixel == probs.argmax(1)).double())
+            metrics["judge_agreement"].update(ids, pixel, probs)
         if "no_face_rate" in metrics:
-            metrics["no_face_rate"].update(ids, (~found).double())
+            metrics["no_face_rate"].update(ids, found)
 
     @torch.no_grad()
     def test_step(self, batch: dict, batch_idx: int) -> None:
@@ -294,9 +294,9 @@ class BiasBenchmark(GenerativeBenchmark):
             metrics = self.point_metrics[i]
             self.measure(metrics, ids, images)
             encoded = plain if images is unedited else self.judges.encode_image(images)
-            metrics["clip_i"].update(ids, (encoded * plain).sum(-1).double().cpu().clamp(-1, 1))  # float32 overshoot
+            metrics["clip_i"].update(ids, encoded, plain)
             if text is not None:
-                metrics["clip_t"].update(ids, 100 * (encoded * text).sum(-1).double().cpu().clamp_min(0))
+                metrics["clip_t"].update(ids, encoded, text)
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
@@ -313,7 +313,7 @@ class BiasBenchmark(GenerativeBenchmark):
         """Per sweep point, what one image costs (UNet rows in full and decoder-only rows, and their price in UNet
         passes), counted on a few grid items sampled again outside the cache: the counts do not depend on the
         machine, and the cache would hide them."""
-        from ..methods.edited_sampler import decoder_fraction, sample
+        from ..sampling import decoder_fraction, sample
 
         ids = self.grid_ids
         fraction = decoder_fraction(self.subject)

@@ -109,7 +109,7 @@ class ConceptConfig(GenerativeConfig):
     def prompt_of(self, name: str) -> str:
         if self.prompt is not None:
             return self.prompt.format(name)
-        from ..zoo.clip_world import describe
+        from ..datasets.world import describe
 
         return describe(name)
 
@@ -250,26 +250,24 @@ class ConceptBenchmark(GenerativeBenchmark):
         return super().make_metric(name, **kwargs)
 
     def judge(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per class image: correct (argmax over all the judge's classes is the prompt's) and the prompt class's
-        prob; `labels` >= 0 only (retention images have no class to judge)."""
-        if not len(labels):
-            return torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
-        probs = self.judges.classify(images).double().cpu()
-        wanted = self.judge_index[labels]
-        return (probs.argmax(-1) == wanted).double(), probs.gather(1, wanted[:, None]).squeeze(1)
+        """Per class image: the judge's probabilities over all its classes and the index of the prompt's class;
+        `labels` >= 0 only (retention images have no class to judge)."""
+        probs = self.judges.classify(images).double().cpu() if len(labels) else torch.zeros(0, len(self.judges.classes),
+                                                                                            dtype=torch.float64)
+        return probs, self.judge_index[labels]
 
     def score(self, metrics, ids, labels, images) -> None:
         """The judge's scores of a batch's class images (retention images, label -1, are not judged)."""
         judged = labels >= 0
         ids, labels = ids[judged], labels[judged]
-        correct, prob = self.judge(images[judged], labels)
+        probs, wanted = self.judge(images[judged], labels)
         on = labels == self.target
         if on.any():
-            metrics["target_accuracy"].update(ids[on], correct[on])
-            metrics["target_prob"].update(ids[on], prob[on])
+            metrics["target_accuracy"].update(ids[on], probs[on], wanted[on])
+            metrics["target_prob"].update(ids[on], probs[on], wanted[on])
         if (labels != self.target).any():
-            metrics["other_accuracy"].update(ids[~on], correct[~on])
-        self.attacks.score_sides(metrics, ids, labels, correct)
+            metrics["other_accuracy"].update(ids[~on], probs[~on], wanted[~on])
+        self.attacks.score_sides(metrics, ids, labels, (probs.argmax(-1) == wanted).double())
 
     def retained(self, labels: torch.Tensor) -> torch.Tensor:
         """Which images measure FID: the retention prompts' when the task has them, else the other classes'."""
@@ -277,8 +275,7 @@ class ConceptBenchmark(GenerativeBenchmark):
 
     def quality(self, metrics, ids, text, kept, images) -> None:
         """CLIP-T of every image; KID and FID (those of them `metrics` holds) of the retention images."""
-        cosine = (self.judges.encode_image(images) * text).sum(-1).double().cpu()
-        metrics["clip_t"].update(ids, 100 * cosine.clamp_min(0))
+        metrics["clip_t"].update(ids, self.judges.encode_image(images), text)
         if kept.any():
             features = self.judges.features(images[kept]).double().cpu()
             for name in ("kid", "fid"):

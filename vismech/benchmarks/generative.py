@@ -30,9 +30,9 @@ from ..seeding import item_seed
 from ..tradeoff import Bound, matched_point
 from ..subject import DiffusionSubject
 from .base import Benchmark, TaskConfig
-from .judges import Judges, load_judges
+from ..metrics.judges import Judges, load_judges
 
-PRODUCER = "vismech.edited_sampler/1"
+PRODUCER = "vismech.edited_sampler/1"  # part of every cached image's key: kept when the sampler moved
 UNEDITED = "unedited"
 
 
@@ -162,7 +162,7 @@ class GenerativeBenchmark(Benchmark):
 
     def images(self, ids: Sequence[int], prompts: Sequence[str] | None, point: int | None) -> torch.Tensor:
         """Images of items `ids` at sweep point `point` (None: unedited), from the cache where they are."""
-        from ..methods.edited_sampler import sample
+        from ..sampling import sample
 
         ids = [int(i) for i in ids]
         prompts = None if prompts is None else list(prompts)

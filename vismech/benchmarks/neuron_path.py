@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..methods.findings import PathFinding
 from ..methods.neuron_path import as_ranks, class_frequency, class_paths, class_similarity, ffn_width, select_items
 from ..plots import matrix_figure, path_figure
 from ..registry import TASKS
@@ -50,20 +51,20 @@ class NeuronPathBenchmark(Benchmark):
 
     def __init__(self, subject, method, finding, strengths, run_seed, task_cfg=None):
         super().__init__(subject, method, finding, strengths, run_seed, task_cfg)
-        self.has_paths = "paths" in finding.tensors  # the no-op finds none: every path statistic is 0
+        self.has_paths = PathFinding.read(finding) is not None  # the no-op finds none: every path statistic is 0
         if self.has_paths:
             self._class_statistics()
 
     def _class_statistics(self) -> None:
-        t, width, classes = self.finding.tensors, ffn_width(self.subject), self.subject.num_classes
-        paths, labels = as_ranks(t["paths"]), t["labels"]
+        found, width, classes = PathFinding.read(self.finding), ffn_width(self.subject), self.subject.num_classes
+        paths, labels = as_ranks(found.paths), found.labels
         self.class_paths = class_paths(paths, labels, classes, width)
         self.similarity = class_similarity(class_frequency(paths, labels, classes, width))
         agree = (paths == self.class_paths[labels]).double().mean((1, 2))
         present = torch.bincount(labels, minlength=classes) > 0
         # classes without images have a zero vector; they are left out of the mean
         others = (self.similarity.sum(1) - self.similarity.diagonal()) / max(int(present.sum()) - 1, 1)
-        self.item_stats = {int(i): (float(a), float(others[y])) for i, a, y in zip(t["item_ids"], agree, labels)}
+        self.item_stats = {int(i): (float(a), float(others[y])) for i, a, y in zip(found.item_ids, agree, labels)}
 
     def headline_strength(self) -> float:
         return min(self.strengths)
@@ -73,7 +74,7 @@ class NeuronPathBenchmark(Benchmark):
             zeros = torch.zeros(len(ids), dtype=torch.float64)
             return {"jas": zeros, "path_consistency": zeros, "class_similarity": zeros}
         stats = torch.tensor([self.item_stats[int(i)] for i in ids], dtype=torch.float64)
-        jas = select_items(self.finding, ids.cpu()).tensors["jas_ref"].double()
+        jas = PathFinding.read(select_items(self.finding, ids.cpu())).jas_ref.double()
         return {"jas": jas, "path_consistency": stats[:, 0], "class_similarity": stats[:, 1]}
 
     def _finding_for(self, ids: torch.Tensor):
@@ -83,32 +84,30 @@ class NeuronPathBenchmark(Benchmark):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         ids, images, labels = batch["id"], batch["image"], batch["label"]
         base = self.subject.logits(images).softmax(-1)
-        p_base = base.gather(1, labels[:, None]).squeeze(1).double()
-        right_base = (base.argmax(-1) == labels).double()
         per_item, finding = self._per_item(ids), self._finding_for(ids)
         for i, strength in enumerate(self.strengths):
             with self.method.edit(self.subject, finding, strength):
                 edited = self.subject.logits(images).softmax(-1)
             for name, values in per_item.items():
                 self.metric(i, name).update(ids, values)
-            self.metric(i, "prob_ratio").update(ids, edited.gather(1, labels[:, None]).squeeze(1).double() / p_base)
-            self.metric(i, "top1_change").update(ids, (edited.argmax(-1) == labels).double() - right_base)
+            self.metric(i, "prob_ratio").update(ids, edited, base, labels)
+            self.metric(i, "top1_change").update(ids, edited, base, labels)
 
     def artifacts(self) -> dict:
         if not self.has_paths:
             return {}
-        t = self.finding.tensors
-        first = t["item_ids"][:PLOTTED_ITEMS]
-        chosen = select_items(self.finding, first).tensors
-        shown = {self.method.name: (as_ranks(chosen["paths"])[:, :, 0], chosen.get("layer_ig"))}
-        if "activation_paths" in chosen:  # NeuronPath also reports the Activation baseline on the same images
-            shown["activation_path (same images)"] = (as_ranks(chosen["activation_paths"])[:, :, 0], None)
+        found = PathFinding.read(self.finding)
+        first = found.item_ids[:PLOTTED_ITEMS]
+        chosen = PathFinding.read(select_items(self.finding, first))
+        shown = {self.method.name: (as_ranks(chosen.paths)[:, :, 0], chosen.extra.get("layer_ig"))}
+        if "activation_paths" in chosen.extra:  # NeuronPath also reports the Activation baseline on the same images
+            shown["activation_path (same images)"] = (as_ranks(chosen.extra["activation_paths"])[:, :, 0], None)
         width = ffn_width(self.subject)
         names = getattr(self.subject, "class_names", None)
-        paths = path_figure(shown, first.tolist(), chosen["labels"].tolist(), width,
+        paths = path_figure(shown, first.tolist(), chosen.labels.tolist(), width,
                             title=f"{self.method.name} on {self.subject.id}: unit per layer; area = layer's IG share",
                             class_names=names)
-        present = torch.bincount(t["labels"], minlength=self.subject.num_classes) > 0
+        present = torch.bincount(found.labels, minlength=self.subject.num_classes) > 0
         pairs = [(float(self.similarity[a, b]), a, b) for a in range(len(present)) for b in range(a + 1, len(present))
                  if present[a] and present[b]]
         pairs.sort(reverse=True)

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from ..edit import HookEdit
 from ..errors import VismechError, check_range
 from ..method import Method
+from ..methods.findings import PathFinding
 from ..methods.neuron_path import class_paths, ffn_modules, ffn_width
 from ..registry import TASKS
 from .base import Benchmark, TaskConfig
@@ -127,8 +128,9 @@ class PruningBenchmark(Benchmark):
         depth = layers if task_cfg is None or task_cfg.depth is None else task_cfg.depth
         width, classes = ffn_width(subject), subject.num_classes
         keep = torch.zeros(classes, depth, width, dtype=torch.bool)
-        if "paths" in finding.tensors:  # the no-op has no paths and keeps nothing
-            paths = class_paths(finding.tensors["paths"], finding.tensors["labels"], classes, width)[:, :depth]
+        found = PathFinding.read(finding)
+        if found is not None:  # the no-op has no paths and keeps nothing
+            paths = class_paths(found.paths, found.labels, classes, width)[:, :depth]
             present = paths >= 0
             c, layer, rank = present.nonzero(as_tuple=True)
             keep[c, layer, paths[c, layer, rank]] = True
@@ -141,8 +143,8 @@ class PruningBenchmark(Benchmark):
         for i in range(len(self.strengths)):
             with prune_edit(self.subject, self.masks[i], labels):
                 probs = self.subject.logits(images).softmax(-1)
-            self.metric(i, "true_class_prob").update(ids, probs.gather(1, labels[:, None]).squeeze(1).double())
-            self.metric(i, "accuracy").update(ids, (probs.argmax(-1) == labels).double())
+            self.metric(i, "true_class_prob").update(ids, probs, labels)
+            self.metric(i, "accuracy").update(ids, probs, labels)
 
     def artifacts(self) -> dict:
         """The pruning curve: mean true-class probability and accuracy against the mask fraction, with CIs."""

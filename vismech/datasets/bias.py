@@ -16,14 +16,14 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 
 import torch
 from torch.utils.data import Dataset
 
 from ..errors import VismechError
+from ..sampling import Sampling
 from ..seeding import item_seed
-from .world import CLASSES, WorldConfig, colour_labels
+from .world import CLASSES, WorldConfig, colour_labels, describe
 
 FIT_IDS = (0, 100_000)
 CALIBRATION_IDS = (100_000, 200_000)
@@ -31,27 +31,6 @@ TEST_IDS = (200_000, 300_000)
 LABELERS = ("pixel", "judge")
 ATTRIBUTES = ("colour",)  # the world's attributes, measured by a pixel rule; a paper judge names its own
 VERSION = "1"  # bump when the meaning of a field changes: it is part of every digest
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """The sampler of the task: DDIM with `steps` and `eta`; classifier-free guidance for conditional subjects.
-    `batch_size` only bounds memory: images do not depend on it."""
-
-    steps: int = 50
-    eta: float = 1.0
-    guidance_scale: float = 4.0
-    batch_size: int = 64
-
-    def __post_init__(self):
-        if not isinstance(self.steps, int) or not 2 <= self.steps <= 1000:
-            raise VismechError(f"sampling steps must be an integer in [2, 1000], got {self.steps!r}")
-        if not 0.0 <= self.eta <= 1.0:
-            raise VismechError(f"sampling eta must be in [0, 1], got {self.eta!r}")
-        if not (math.isfinite(self.guidance_scale) and self.guidance_scale >= 1.0):
-            raise VismechError(f"sampling guidance_scale must be >= 1 (1 = no guidance), got {self.guidance_scale!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise VismechError(f"sampling batch_size must be an integer >= 1, got {self.batch_size!r}")
 
 
 def _check_range(name: str, ids: tuple[int, int], allowed: tuple[int, int]) -> tuple[int, int]:
@@ -165,22 +144,19 @@ def prompts_of(prompts: tuple[str, ...], ids: list[int]) -> list[str] | None:
     return [prompts[i % len(prompts)] for i in ids] if prompts else None
 
 
-@lru_cache(maxsize=1)
-def _judge():
-    from ..zoo import judge_world
-
-    return judge_world.load()
-
-
-def measure_attribute(images: torch.Tensor, classes: tuple[str, ...], labeler: str = "pixel") -> torch.Tensor:
-    """(N,) index into `classes` of each image's colour; -1 where the pixel rule sees no colour (the judge always
-    answers: its argmax over the world palette, -1 when that colour is not one of `classes`)."""
+def measure_attribute(images: torch.Tensor, classes: tuple[str, ...], labeler: str = "pixel",
+                      judge: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """(N,) index into `classes` of each image's colour; -1 where the pixel rule sees no colour. With labeler
+    "judge", `judge` maps images to (N, palette) colour probabilities (judge_world's colour head on the mini
+    track): the label is its argmax over the world palette, -1 when that colour is not one of `classes`."""
     if labeler == "pixel":
         return colour_labels(images, tuple(classes))
     if labeler != "judge":
         raise VismechError(f"bias labeler must be one of {', '.join(LABELERS)}, got {labeler!r}")
+    if judge is None:
+        raise VismechError("labeler 'judge' needs the judge's colour probabilities (judge=...); none was given")
     palette = WorldConfig().palette
-    predicted = _judge().probs(images)["colour"].argmax(-1)
+    predicted = judge(images).argmax(-1)
     lookup = torch.tensor([classes.index(c) if c in classes else -1 for c in palette])
     return lookup[predicted]
 
@@ -226,8 +202,6 @@ class BiasItems(Dataset):
 def world_prompts(classes: tuple[str, ...] = WorldConfig().palette) -> tuple[tuple, tuple]:
     """The mini world's colour-less prompts ("a sneaker", one per garment) and each one naming every class
     ("a red sneaker", ...), in sd_world's caption wording."""
-    from ..zoo.clip_world import describe
-
     return (tuple(describe(item) for item in CLASSES),
             tuple(tuple(describe(item, colour) for colour in classes) for item in CLASSES))
 

@@ -109,8 +109,7 @@ def world_class_images(class_name: str, count: int, split: str = "train") -> tor
 def world_concept(class_name: str, *, images: int = 0, **settings) -> ConceptData:
     """ConceptData for a mini-world garment class: concept prompt 'a <class>', the other classes as `others`,
     and with `images` > 0 that many train images of the class for amplify."""
-    from ..zoo.clip_world import describe
-    from .world import CLASSES
+    from .world import CLASSES, describe
 
     if class_name not in CLASSES:
         raise VismechError(f"unknown world class '{class_name}'; known classes: {', '.join(CLASSES)}")

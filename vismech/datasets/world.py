@@ -170,6 +170,13 @@ def caption(item_id: int, config: WorldConfig = WorldConfig(), with_colour: bool
     return text + (f" on a {a['background']} background" if with_details else "")
 
 
+def describe(item: str, colour: str | None = None, pattern: str | None = None, background: str | None = None) -> str:
+    """A caption in the world's own wording (`caption`) from attribute values rather than an item id."""
+    words = ([pattern] if pattern else []) + ([colour] if colour else []) + [item]
+    text = ("an " if words[0][0] in "aeiou" else "a ") + " ".join(words)
+    return text + (f" on a {background} background" if background else "")
+
+
 def split_ids(split: str) -> list[int]:
     _check_split(split)
     lo, hi = SPLITS[split]

@@ -22,10 +22,11 @@ from ..errors import VismechError
 from ..finding import Finding
 from ..method import Method, MethodConfig
 from ..registry import METHODS
+from ..sampling import PromptEdit
 from ..subject import DiffusionSubject, Subject
 from .difflens import TASK, ClassDraw, ProbeConfig, SAEMethod, SteeringEdit, SteeringMethod, Trajectories, balanced, \
     check_bias_inputs, train_probes
-from .edited_sampler import PromptEdit
+from .findings import BiasFinding
 
 DIRECTIONS = ("mean_diff", "probe")
 
@@ -99,7 +100,7 @@ class HDirection(SteeringMethod):
         return {"directions": directions}, {"direction": cfg.direction}
 
     def make_edit(self, subject, finding, strength, classes_of, window) -> SteeringEdit:
-        return DirectionEdit(subject, finding.tensors["directions"], strength, classes_of, window)
+        return DirectionEdit(subject, BiasFinding.read(finding).directions, strength, classes_of, window)
 
 
 @dataclass

@@ -23,35 +23,24 @@ import torch
 
 from ..datasets.concepts import ConceptData
 from ..edit import WeightEdit
-from ..errors import VismechError
+from ..errors import VismechError, check_at_least, check_choice
 from ..finding import Finding
 from ..method import Method, MethodConfig
 from ..registry import METHODS
 from ..subject import DiffusionSubject, Subject
+from .findings import WeightScoreFinding
 
 TASK = "concept"
 PROCEDURES = ("single", "reference")
 PAIRINGS = ("corrected", "reference")
 SCOPES = ("row", "matrix", "global")
 SELECTIONS = ("positive", "negative", "both")
-SCORE = "alpha."  # finding tensor prefix: alpha.<site> = w * dJ/dw of the method's objective, fp32
-INDEX, VALUE, SHAPE = "alpha_index.", "alpha_value.", "alpha_shape."  # the same, stored sparsely (stored_ratio < 1)
 
 Tensor = torch.Tensor
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Checks shared by the concept methods.
-
-def choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise VismechError(f"{name} must be one of {', '.join(allowed)}; got '{value}'")
-
-
-def at_least(name: str, value: float, low: float) -> None:
-    if value < low:
-        raise VismechError(f"{name} must be >= {low:g}, got {value:g}")
-
 
 def text_subject(subject: Subject) -> DiffusionSubject:
     if not isinstance(subject, DiffusionSubject) or not subject.conditional:
@@ -350,8 +339,8 @@ class AblationConfig(MethodConfig):
     selection: str = "positive"  # positive: top entries with score >= 0; negative; both (reference modes)
 
     def validate(self) -> None:
-        choice("scope", self.scope, SCOPES)
-        choice("selection", self.selection, SELECTIONS)
+        check_choice("scope", self.scope, SCOPES)
+        check_choice("selection", self.selection, SELECTIONS)
         if not self.sites:
             raise VismechError("sites must be a non-empty site-name prefix such as 'ff.', got ''")
 
@@ -382,13 +371,6 @@ class WeightAblation(Method):
         return {site: int(m.sum()) for site, m in self.masks(finding, self.check_strength(strength)).items()}
 
 
-def site_tensors(finding: Finding, prefix: str) -> dict[str, Tensor]:
-    found = {name[len(prefix):]: t for name, t in finding.tensors.items() if name.startswith(prefix)}
-    if not found:
-        raise VismechError(f"finding of method '{finding.method}' has no '{prefix}*' tensors")
-    return found
-
-
 @dataclass
 class CADConfig(AblationConfig):
     # Share of the weights kept in the finding: with r < 1 only the entries an edit up to ratio r can zero are
@@ -413,8 +395,8 @@ class CADEraseConfig(CADConfig):
 
     def validate(self) -> None:
         super().validate()
-        choice("procedure", self.procedure, PROCEDURES)
-        choice("pairing", self.pairing, PAIRINGS)
+        check_choice("procedure", self.procedure, PROCEDURES)
+        check_choice("pairing", self.pairing, PAIRINGS)
 
 
 @dataclass
@@ -423,7 +405,7 @@ class CADAmplifyConfig(CADConfig):
 
     def validate(self) -> None:
         super().validate()
-        at_least("batch_size", self.batch_size, 1)
+        check_at_least("batch_size", self.batch_size, 1)
 
 
 class CAD(WeightAblation):
@@ -462,27 +444,19 @@ class CAD(WeightAblation):
         """alpha.<site> dense, or with stored_ratio < 1 the flat indices and values of the entries an edit up to
         that ratio can zero (any smaller ratio zeroes a subset of them: its top n is inside the larger top n)."""
         if self.config.stored_ratio == 1:
-            return {SCORE + site: a for site, a in alpha.items()}
+            return WeightScoreFinding(scores=alpha).tensors()
         priority = {site: self.sign * a for site, a in alpha.items()}
         masks = selection_masks(priority, self.config.stored_ratio, self.config.scope, self.config.selection)
-        tensors = {}
+        sparse = {}
         for site, mask in masks.items():
             index = mask.flatten().nonzero().squeeze(1)
-            tensors[INDEX + site], tensors[VALUE + site] = index, alpha[site].flatten()[index]
-            tensors[SHAPE + site] = torch.tensor(alpha[site].shape)
-        return tensors
+            sparse[site] = (index, alpha[site].flatten()[index], torch.tensor(alpha[site].shape))
+        return WeightScoreFinding(sparse=sparse).tensors()
 
     def priority(self, finding: Finding) -> dict[str, Tensor]:
-        if any(name.startswith(SCORE) for name in finding.tensors):
-            return {site: self.sign * alpha for site, alpha in site_tensors(finding, SCORE).items()}
         # entries that were not stored can never be chosen: they rank last and fail the sign test
         fill = -math.inf if self.config.selection == "positive" else math.inf
-        priority = {}
-        for site, index in site_tensors(finding, INDEX).items():
-            dense = torch.full(finding.tensors[SHAPE + site].tolist(), fill)
-            dense.view(-1)[index] = self.sign * finding.tensors[VALUE + site]
-            priority[site] = dense
-        return priority
+        return WeightScoreFinding.read(finding).dense(self.sign, fill)
 
     def masks(self, finding: Finding, ratio: float) -> dict[str, Tensor]:
         stored = finding.meta.get("stored_ratio", 1.0)
@@ -540,24 +514,3 @@ class CADAmplify(CAD):
                           self.config.batch_size)
         return {"points": sampler.steps * len(z0), "images": len(z0), "image_source": source,
                 "steps": sampler.steps, "conditioning": data.amplify_prompt}
-
-
-
-def tiny_subject(seed: int = 0) -> DiffusionSubject:
-    """A randomly initialised StableDiffusionPipeline of sd_world's classes (a smaller UNet, sd_world's VAE config,
-    clip_world's text tower and the shipped CLIP tokenizer) at 16 px: exact-equality tests and cost runs in seconds."""
-    from diffusers import UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    from ..subject import unet_sites
-    from ..zoo import clip_world, sd_world
-    from ..zoo.manifest import shipped_folder
-
-    torch.manual_seed(seed)  # diffusers and transformers initialise from the global RNG; this is a test model
-    unet = UNet2DConditionModel(**{**sd_world.UNET, "block_out_channels": (16, 32)})
-    text = CLIPTextModel(CLIPTextConfig(**clip_world.TEXT)).eval().requires_grad_(False)
-    tokenizer = CLIPTokenizer.from_pretrained(shipped_folder(sd_world.NAME) / "tokenizer")
-    pipe = sd_world.assemble(sd_world.create_vae().eval().requires_grad_(False), unet.eval(), text, tokenizer)
-    pipe.set_progress_bar_config(disable=True)
-    return DiffusionSubject(f"tiny_sd_random_{seed}", pipe.unet, pipe.scheduler, unet_sites(pipe.unet), pipeline=pipe,
-                            image_size=sd_world.SIZE)

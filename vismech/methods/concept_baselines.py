@@ -16,17 +16,16 @@ from torch.func import functional_call
 
 from ..datasets.concepts import ConceptData
 from ..edit import Edit, WeightEdit
-from ..errors import VismechError
+from ..errors import VismechError, check_at_least, check_choice
 from ..finding import Finding
 from ..method import Method, MethodConfig
 from ..registry import METHODS
 from ..subject import DiffusionSubject, Subject
-from .cad import (TASK, AblationConfig, Sampler, WeightAblation, at_least, choice, concept_data, embed,
-                  expected_backward_hook_warning, make_sampler, only_requires_grad, scored_sites, site_tensors,
+from .cad import (TASK, AblationConfig, Sampler, WeightAblation, concept_data, embed,
+                  expected_backward_hook_warning, make_sampler, only_requires_grad, scored_sites,
                   text_subject)
+from .findings import WeightScoreFinding
 
-SCORE = "score."  # ablation baselines: the ranking, largest zeroed first
-NEW = "new."  # model-editing baselines: new value of each edited UNet parameter, by its dotted name
 ESD_PARAMETERS = ("xattn", "noxattn", "ff")
 
 Tensor = torch.Tensor
@@ -56,14 +55,15 @@ class RankingAblation(WeightAblation):
 
     def fit(self, subject: Subject, data: Any) -> Finding:
         sites = scored_sites(text_subject(subject), self.config.sites)
-        tensors = {SCORE + s: self.ranking(s, subject.parameter(s).detach()).float() for s in sites}
+        tensors = WeightScoreFinding(ranking={s: self.ranking(s, subject.parameter(s).detach()).float()
+                                              for s in sites}).tensors()
         # no model evaluation: the ranking reads the weights (or nothing) only
         meta = {"forward_passes": 0, "backward_passes": 0, "sites": sites, "scored_weights": sum(
             t.numel() for t in tensors.values())}
         return self.new_finding(subject, TASK, tensors=tensors, meta=meta)
 
     def priority(self, finding: Finding) -> dict[str, Tensor]:
-        return site_tensors(finding, SCORE)
+        return WeightScoreFinding.read(finding).ranking
 
 
 @METHODS.register()
@@ -110,7 +110,7 @@ class _ByName:
 
 def interpolation_edit(subject: Subject, finding: Finding, strength: float) -> Edit:
     """w <- lerp(w, w_new, strength) for every stored parameter; strength 0 changes nothing at all."""
-    targets = site_tensors(finding, NEW)
+    targets = WeightScoreFinding.read(finding).new_weights
     updates = {} if strength == 0 else {name: _lerp_to(new, strength) for name, new in targets.items()}
     return WeightEdit(_ByName(subject), updates)
 
@@ -174,9 +174,9 @@ class UCEConfig(MethodConfig):
     def validate(self) -> None:
         if not self.lam > 0:  # lam * I keeps the normal equations solvable whatever the prompts
             raise VismechError(f"lam must be > 0, got {self.lam:g}")
-        at_least("erase_scale", self.erase_scale, 0.0)
+        check_at_least("erase_scale", self.erase_scale, 0.0)
         if self.preserve_scale is not None:
-            at_least("preserve_scale", self.preserve_scale, 0.0)
+            check_at_least("preserve_scale", self.preserve_scale, 0.0)
 
 
 def uce_solution(weight: Tensor, pairs: list[tuple[Tensor, Tensor, float]], lam: float) -> Tensor:
@@ -216,8 +216,8 @@ class UCE(ModelEdit):
         subject, data = text_subject(subject), concept_data(data)
         pairs = self.pairs(subject, data)
         names = cross_attention_projections(subject.unet)
-        new = {NEW + n: uce_solution(subject.unet.get_parameter(n).detach().float(), pairs, self.config.lam)
-               for n in names}
+        new = WeightScoreFinding(new_weights={n: uce_solution(subject.unet.get_parameter(n).detach().float(), pairs,
+                                                              self.config.lam) for n in names}).tensors()
         # no UNet evaluation: the text encoder reads the prompts once, the rest is a linear solve per projection
         meta = {"forward_passes": 0, "backward_passes": 0, "parameters": names, "concept": data.concept,
                 "base": data.base, "preserved_prompts": len(pairs) - 1}
@@ -235,10 +235,10 @@ class ESDConfig(MethodConfig):
     batch_size: int = 4  # start codes per step
 
     def validate(self) -> None:
-        choice("parameters", self.parameters, ESD_PARAMETERS)
-        at_least("iterations", self.iterations, 1)
-        at_least("batch_size", self.batch_size, 1)
-        at_least("negative_guidance", self.negative_guidance, 0.0)
+        check_choice("parameters", self.parameters, ESD_PARAMETERS)
+        check_at_least("iterations", self.iterations, 1)
+        check_at_least("batch_size", self.batch_size, 1)
+        check_at_least("negative_guidance", self.negative_guidance, 0.0)
         if not self.lr > 0:
             raise VismechError(f"lr must be > 0, got {self.lr:g}")
 
@@ -284,7 +284,7 @@ class ESD(ModelEdit):
         start = subject.cost.snapshot()
         try:
             self.train(subject, data, names, params, frozen)
-            new = {NEW + n: p.detach().float().clone() for n, p in zip(names, params)}
+            new = WeightScoreFinding(new_weights={n: p.detach().float().clone() for n, p in zip(names, params)}).tensors()
         finally:  # fitting must leave the subject exactly as it was
             with torch.no_grad():
                 for n, p in zip(names, params):

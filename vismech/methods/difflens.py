@@ -19,7 +19,7 @@ Implements docs/methods/difflens.md. `fit(subject, data)` takes a `vismech.datas
 (all but the first `skip_first_steps` and the last `skip_last_steps`) its code z at every position becomes z' with
 the first `features_per_class` latents of class c moved, and h <- h + W_dec (z' - z): the SAE's reconstruction
 error passes through. Under classifier-free guidance only the conditional half is edited. The sampler is the
-two-pass step of `edited_sampler`.
+two-pass step of `vismech.sampling`.
 
 Strength s (identity 0 in both modes): mode "scale" sets z'_i = (1 + s) z_i (the reference's beta = 1 + s, so
 s >= -1), mode "add" sets z'_i = z_i + s (beta = s).
@@ -47,8 +47,9 @@ from ..errors import VismechError, check_range
 from ..finding import Finding
 from ..method import Method, MethodConfig
 from ..registry import METHODS
+from ..sampling import HSpaceEdit, sample
 from ..subject import DiffusionSubject, Subject
-from .edited_sampler import HSpaceEdit, sample
+from .findings import BiasFinding
 from .sae import LAYOUTS, SAETraining, TopKSAE, from_tokens, sae_report, to_tokens, train_sae
 
 TASK = "bias"
@@ -582,9 +583,10 @@ class SteeringMethod(Method):
     # edit ------------------------------------------------------------------------------------------------------
     def mixture(self, finding: Finding, strength: float) -> Tensor:
         """pi at `strength`: over (unedited, class 0, ..., class K-1)."""
-        if "calibration.pi" not in finding.tensors:
+        calibration = BiasFinding.read(finding).calibration
+        if "pi" not in calibration:
             return torch.tensor([0.0, *finding.meta["target"]], dtype=torch.float64)
-        return interpolate_pi(finding.tensors["calibration.strengths"], finding.tensors["calibration.pi"], strength)
+        return interpolate_pi(calibration["strengths"], calibration["pi"], strength)
 
     def edit(self, subject: Subject, finding: Finding, strength: float) -> Edit:
         strength = self.check_strength(strength)
@@ -647,7 +649,7 @@ class SAEMethod(SteeringMethod):
 
     def make_edit(self, subject, finding, strength, classes_of, window) -> SteeringEdit:
         sae = TopKSAE.from_tensors(finding.tensors, finding.meta["sae"]["k"])
-        features = finding.tensors["latents.ranked"][:, :self.config.features_per_class]
+        features = BiasFinding.read(finding).ranked_latents[:, :self.config.features_per_class]
         return LatentEdit(subject, sae, features, strength, self.config.mode, self.config.token_layout, classes_of,
                           window)
 

@@ -23,11 +23,13 @@ import torch
 from torch import nn
 
 from ..edit import Edit, HookEdit
-from ..errors import VismechError
+from ..errors import VismechError, check_at_least, check_choice
 from ..finding import Finding
 from ..method import Method, MethodConfig
+from ..progress import progress_bar
 from ..registry import METHODS
 from ..subject import Subject
+from .findings import PathFinding
 
 TASK = "neuron_path"
 TOKEN_SCOPES = ("auto", "cls", "mean_patches")
@@ -470,8 +472,6 @@ def images_to_explain(subject: Subject, data: Mapping[str, Tensor]) -> tuple[Ten
 def batches_to_explain(subject: Subject, data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     """(ids, images, labels) batches of a mapping of tensors, or of an item set read lazily (an image folder of
     50,000 files is never held in memory at once)."""
-    from ..progress import progress_bar
-
     if isinstance(data, Mapping):
         ids, images, labels = images_to_explain(subject, data)
         with progress_bar(total=ids.shape[0], desc="fit", unit="img") as bar:
@@ -493,16 +493,6 @@ def batches_to_explain(subject: Subject, data: Any, batch_size: int) -> Iterator
 # ---------------------------------------------------------------------------------------------------------------
 # Methods.
 
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise VismechError(f"{name} must be one of {', '.join(allowed)}; got '{value}'")
-
-
-def _at_least(name: str, value: int, low: int) -> None:
-    if value < low:
-        raise VismechError(f"{name} must be >= {low}, got {value}")
-
-
 @dataclass
 class PathConfig(MethodConfig):
     m: int = 20  # Riemann steps of every ramp
@@ -513,10 +503,10 @@ class PathConfig(MethodConfig):
     chunk_rows: int = 4096  # rows per forward/backward; the sums are linear in the steps
 
     def validate(self) -> None:
-        _choice("jas_form", self.jas_form, JAS_FORMS)
-        _choice("token_scope", self.token_scope, TOKEN_SCOPES)
+        check_choice("jas_form", self.jas_form, JAS_FORMS)
+        check_choice("token_scope", self.token_scope, TOKEN_SCOPES)
         for name, low in (("m", 1), ("top_k", 1), ("batch_size", 1), ("chunk_rows", 1)):
-            _at_least(name, getattr(self, name), low)
+            check_at_least(name, getattr(self, name), low)
 
 
 class PathMethod(Method):
@@ -572,7 +562,8 @@ class PathMethod(Method):
         # wall time is cost, not content: it stays out of the finding so equal findings have equal digests
         meta = {**cost, **{f"{key}_per_image": cost[key] / n for key in cost}, "items": int(ids.shape[0]),
                 "layers": len(ffn_modules(subject)), "width": width, "jas_form": self.config.jas_form}
-        return self.new_finding(subject, TASK, tensors={"item_ids": ids, "labels": labels, **tensors}, meta=meta)
+        found = PathFinding(ids, labels, tensors.pop("paths"), tensors.pop("jas_ref"), extra=tensors)
+        return self.new_finding(subject, TASK, tensors=found.tensors(), meta=meta)
 
     def _stored(self, name: str, t: Tensor) -> Tensor:
         if name.endswith("paths"):
@@ -582,7 +573,8 @@ class PathMethod(Method):
     def edit(self, subject: Subject, finding: Finding, strength: float) -> Edit:
         strength = self.check_strength(strength)
         self.check_finding(subject, finding)
-        return path_edit(subject, finding.tensors["paths"], strength, finding.config.get("token_scope", "auto"))
+        paths = PathFinding.read(finding).paths
+        return path_edit(subject, paths, strength, finding.config.get("token_scope", "auto"))
 
 
 @dataclass
@@ -594,9 +586,9 @@ class NeuronPathConfig(PathConfig):
 
     def validate(self) -> None:
         super().validate()
-        _choice("candidate_scoring", self.candidate_scoring, CANDIDATE_SCORINGS)
-        _choice("procedure", self.procedure, PROCEDURES)
-        _at_least("candidates", self.candidates, self.top_k)
+        check_choice("candidate_scoring", self.candidate_scoring, CANDIDATE_SCORINGS)
+        check_choice("procedure", self.procedure, PROCEDURES)
+        check_at_least("candidates", self.candidates, self.top_k)
         if self.procedure == "reference" and self.candidate_scoring != "layer_scaled":
             raise VismechError("procedure 'reference' reproduces the reference's calls and needs "
                                "candidate_scoring 'layer_scaled'")
@@ -657,7 +649,7 @@ class RandomPathConfig(PathConfig):
 
     def validate(self) -> None:
         super().validate()
-        _at_least("draws", self.draws, 1)
+        check_at_least("draws", self.draws, 1)
 
 
 @METHODS.register()

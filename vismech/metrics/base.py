@@ -26,7 +26,23 @@ def fingerprint_of(items: dict[str, Any]) -> str:
 
 
 class ItemMetric(Metric):
-    """A per-item metric: `update(ids, values)`; `compute()` returns (ids, values) sorted by id, duplicates removed."""
+    """A per-item metric: `update(ids, ...)` computes each item's value from its inputs (or, in this base, takes
+    finished values); `compute()` returns (ids, values) sorted by id, duplicates removed.
+
+    Example:
+        >>> import torch
+        >>> class Halved(ItemMetric):
+        ...     name, direction, units = "halved", "higher", "half of the input"
+        ...     def update(self, ids, x):
+        ...         self.add_values(ids, x / 2)
+        >>> metric = Halved()
+        >>> metric.update(torch.tensor([3, 1]), torch.tensor([4.0, 2.0]))
+        >>> metric.update(torch.tensor([1]), torch.tensor([2.0]))  # a padded duplicate: dropped by id
+        >>> metric.compute()
+        (tensor([1, 3]), tensor([1., 2.], dtype=torch.float64))
+        >>> Halved.higher_is_better
+        True
+    """
 
     name: ClassVar[str]
     direction: ClassVar[Direction]
@@ -38,6 +54,13 @@ class ItemMetric(Metric):
     set_level: ClassVar[bool] = False
     row_values: ClassVar[bool] = False  # compute() gives (n, d) rows instead of n values
     full_state_update = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # torchmetrics' constant, from the class's nominal direction (a run may set `direction` per goal, e.g.
+        # erasing wants a concept's accuracy down; the record carries the run's direction)
+        if "direction" in cls.__dict__:
+            cls.higher_is_better = cls.direction == "higher"
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -52,6 +75,10 @@ class ItemMetric(Metric):
         return fingerprint_of(self.fingerprint_items())
 
     def update(self, ids: torch.Tensor, values: torch.Tensor) -> None:
+        """Finished per-item values (a metric that owns a formula overrides this to take its inputs)."""
+        self.add_values(ids, values)
+
+    def add_values(self, ids: torch.Tensor, values: torch.Tensor) -> None:
         ids, values = torch.as_tensor(ids).reshape(-1), torch.as_tensor(values, dtype=torch.float64).reshape(-1)
         if ids.shape != values.shape:
             raise VismechError(f"metric '{self.name}' got {ids.numel()} ids but {values.numel()} values")

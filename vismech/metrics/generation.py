@@ -1,7 +1,8 @@
 """Metrics of generated images, judged by models outside the subject: a classifier, CLIP, a feature space for FID.
 
-Each judged metric's fingerprint carries its judge's fingerprint (weights digest, preprocessing, scale), so numbers
-from different judges never share a leaderboard table.
+Each metric's `update` takes what its judge gives (probabilities, embeddings, features, labels) and computes the
+per-item value; the formula lives here once. Each judged metric's fingerprint carries its judge's fingerprint
+(weights digest, preprocessing, scale), so numbers from different judges never share a leaderboard table.
 """
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import numpy as np
 import torch
 from torch_fidelity.metric_kid import kernel_poly
 
-from ..datasets.world import COLOURS
 from ..registry import METRICS
 from ..stats import Estimate, squared_norm_interval
 from .base import Direction, ItemMetric, SetMetric
+from .classification import correct, true_class_prob
 
 
 class JudgedMetric(ItemMetric):
@@ -39,48 +40,133 @@ class JudgedSetMetric(SetMetric, JudgedMetric):
 
 @METRICS.register()
 class TargetAccuracy(JudgedMetric):
-    """Judge's top-1 accuracy on images of the target concept's prompts (erase: lower is better; amplify: higher)."""
+    """Judge's top-1 accuracy on images of the target concept's prompts (erase: lower is better; amplify: higher).
+
+    Per image: ``1[argmax_k p_k = y]``, p the judge's class probabilities and y the prompt's class.
+
+    Args:
+        ids: (N,) item ids. probs: (N, K) judge probabilities. labels: (N,) class index of each image's prompt.
+
+    Example:
+        >>> import torch
+        >>> m = TargetAccuracy()
+        >>> m.update(torch.tensor([0, 1]), torch.tensor([[0.7, 0.3], [0.6, 0.4]]), torch.tensor([0, 1]))
+        >>> m.compute()[1]
+        tensor([1., 0.], dtype=torch.float64)
+    """
 
     name = "target_accuracy"
     direction = "lower"
     units = "fraction of images (0-1)"
 
+    def update(self, ids: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor) -> None:
+        self.add_values(ids, correct(probs, labels))
+
 
 @METRICS.register()
 class TargetProbability(JudgedMetric):
-    """Judge's probability of the target concept on images of its prompts (erase: lower is better; amplify: higher)."""
+    """Judge's probability of the target concept on images of its prompts (erase: lower is better; amplify: higher).
+
+    Per image: ``p_y``, the judge's probability of the prompt's class y.
+
+    Args:
+        ids: (N,) item ids. probs: (N, K) judge probabilities. labels: (N,) class index of each image's prompt.
+
+    Example:
+        >>> import torch
+        >>> m = TargetProbability()
+        >>> m.update(torch.tensor([0, 1]), torch.tensor([[0.75, 0.25], [0.5, 0.5]]), torch.tensor([0, 1]))
+        >>> m.compute()[1]
+        tensor([0.7500, 0.5000], dtype=torch.float64)
+    """
 
     name = "target_prob"
     direction = "lower"
     units = "probability (0-1)"
 
+    def update(self, ids: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor) -> None:
+        self.add_values(ids, true_class_prob(probs, labels))
+
 
 @METRICS.register()
 class OtherAccuracy(JudgedMetric):
-    """Judge's top-1 accuracy on images of every other concept's prompts: what an edit must keep."""
+    """Judge's top-1 accuracy on images of every other concept's prompts: what an edit must keep.
+
+    Per image: ``1[argmax_k p_k = y]``, as `TargetAccuracy`, on the other classes' images.
+
+    Args:
+        ids: (N,) item ids. probs: (N, K) judge probabilities. labels: (N,) class index of each image's prompt.
+
+    Example:
+        >>> import torch
+        >>> m = OtherAccuracy()
+        >>> m.update(torch.tensor([4, 2]), torch.tensor([[0.1, 0.9], [0.2, 0.8]]), torch.tensor([1, 0]))
+        >>> m.compute()
+        (tensor([2, 4]), tensor([0., 1.], dtype=torch.float64))
+    """
 
     name = "other_accuracy"
     direction = "higher"
     units = "fraction of images (0-1)"
 
+    def update(self, ids: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor) -> None:
+        self.add_values(ids, correct(probs, labels))
+
 
 @METRICS.register()
 class ClipScore(JudgedMetric):
-    """CLIP-T: text alignment of an image with its prompt, 100 * max(cos(image, text), 0) (the CLIPScore scale,
-    w = 1, as torchmetrics' CLIPScore)."""
+    """CLIP-T: text alignment of an image with its prompt, 100 x the CLIP cosine clamped at 0 for each image.
+
+    Per image: ``100 * max(cos(E_I, E_T), 0)`` with E_I, E_T the L2-normalised CLIP image and text embeddings
+    (the CLIPScore scale, w = 1). The clamp is per image, so the mean over images is the mean of the clamped
+    values; torchmetrics' CLIPScore clamps the mean of the raw cosines instead. The two agree only when no
+    image's cosine is negative.
+
+    Args:
+        ids: (N,) item ids. image: (N, d) image embeddings. text: (N, d) text embeddings (both L2-normalised).
+
+    Example:
+        >>> import torch
+        >>> m = ClipScore()
+        >>> image = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> text = torch.tensor([[0.5, 0.0], [0.0, -0.25]])  # a negative cosine counts 0 here, not -25
+        >>> m.update(torch.tensor([0, 1]), image, text)
+        >>> m.compute()[1]
+        tensor([50.,  0.], dtype=torch.float64)
+    """
 
     name = "clip_t"
     direction = "higher"
     units = "100 x cosine, clipped at 0 (0-100)"
 
+    def update(self, ids: torch.Tensor, image: torch.Tensor, text: torch.Tensor) -> None:
+        self.add_values(ids, 100 * (image * text).sum(-1).double().cpu().clamp_min(0))
+
 
 @METRICS.register()
 class ClipImageSimilarity(JudgedMetric):
-    """CLIP-I: cosine between the CLIP image embeddings of the edited image and the unedited one of the same seed."""
+    """CLIP-I: cosine between the CLIP image embeddings of the edited image and the unedited one of the same seed.
+
+    Per image: ``cos(E_edited, E_unedited)``, clipped to [-1, 1] (float32 products of unit vectors can overshoot).
+
+    Args:
+        ids: (N,) item ids. edited, unedited: (N, d) L2-normalised CLIP image embeddings.
+
+    Example:
+        >>> import torch
+        >>> m = ClipImageSimilarity()
+        >>> unedited = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> m.update(torch.tensor([0, 1]), torch.tensor([[1.0, 0.0], [0.0, -1.0]]), unedited)
+        >>> m.compute()[1]
+        tensor([ 1., -1.], dtype=torch.float64)
+    """
 
     name = "clip_i"
     direction = "higher"
     units = "cosine similarity (-1 to 1)"
+
+    def update(self, ids: torch.Tensor, edited: torch.Tensor, unedited: torch.Tensor) -> None:
+        self.add_values(ids, (edited * unedited).sum(-1).double().cpu().clamp(-1, 1))
 
 
 class Gaussian:
@@ -121,9 +207,24 @@ class FID(JudgedSetMetric):
     """Fréchet distance between the generated images' features and a fixed reference set's, in the judge's feature
     space (mini: judge_world's pooled features; paper: Inception pool3). The reference set is part of the judge.
 
+    Over the run's feature rows (mean mu_a, covariance C_a) and the reference's (mu_b, C_b):
+    ``|mu_a - mu_b|^2 + tr(C_a) + tr(C_b) - 2 tr((C_a C_b)^(1/2))`` (see `frechet_distance`).
+
     The estimate is the jackknife's, which removes the plug-in's 1/n bias; with fewer than
     `FID_ITEMS_PER_DIMENSION` items per feature dimension no interval is honest, and the record gives the plug-in
-    (the papers' number at this n) with a note instead."""
+    (the papers' number at this n) with a note instead.
+
+    Args:
+        ids: (N,) item ids. features: (N, d) judge features of each image (to `update`).
+        judge: the feature judge's fingerprint items. reference: (M, d) reference features.
+
+    Example:
+        >>> import torch
+        >>> m = FID(reference=torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]]))
+        >>> m.update(torch.arange(4), torch.tensor([[1.0, 0.0], [3.0, 0.0], [1.0, 2.0], [3.0, 2.0]]))
+        >>> round(m.statistic(m.compute()[1].numpy()), 6)  # the same spread, shifted by 1: |mu_a - mu_b|^2
+        1.0
+    """
 
     name = "fid"
     version = "2"  # 2: jackknife estimate and interval (1: plug-in with a percentile bootstrap)
@@ -151,7 +252,22 @@ class KID(JudgedSetMetric):
     reference set's Y (m), with torch-fidelity's polynomial kernel k(x, y) = (x.y / d + 1)^3:
     sum_{i != j} k(x_i, x_j) / n(n - 1) + sum_{i != j} k(y_i, y_j) / m(m - 1) - 2 sum_{i, j} k(x_i, y_j) / nm.
     Unbiased at any n (its jackknife returns it unchanged), so its interval is honest where FID's is not; it can
-    fall below 0 when the two distributions are close. Each item's row keeps its mean kernel to the reference."""
+    fall below 0 when the two distributions are close. Each item's row keeps its mean kernel to the reference.
+
+    ``MMD^2_u = mean_{i != j} k(x_i, x_j) + mean_{i != j} k(y_i, y_j) - 2 mean_{i, j} k(x_i, y_j)``
+
+    Args:
+        ids: (N,) item ids. features: (N, d) judge features of each image (to `update`).
+        judge: the feature judge's fingerprint items. reference: (M, d) reference features.
+
+    Example:
+        >>> import torch
+        >>> m = KID(reference=torch.tensor([[0.0, 0.0], [1.0, 1.0]]))
+        >>> m.update(torch.arange(2), torch.tensor([[0.0, 0.0], [1.0, 1.0]]))
+        >>> # k = 1, 1, 8 for (a, a), (a, b), (b, b): 1 + 1 - 2 x 11/4; unbiased, so below 0 for equal sets
+        >>> round(m.statistic(m.compute()[1].numpy()), 6)
+        -3.5
+    """
 
     name = "kid"
     direction = "lower"
@@ -181,10 +297,24 @@ class KID(JudgedSetMetric):
 class FairnessDiscrepancy(JudgedSetMetric):
     """FD: L2 distance between the mean attribute probability vector of the images and the target distribution.
 
+    ``FD = || (1/N) sum_i p_i - t ||_2`` over the images' judge probability rows p_i and the target t.
+
     The statistic is FD^2 = |mean(p) - target|^2, whose plug-in is biased upwards by tr(Cov p) / n (at a true FD
     of 0 it is never 0): the estimate is the unbiased U-statistic with a score interval
     (vismech.stats.squared_norm_interval), reported as their square roots, clipped at 0. Its jackknife
-    pseudo-values (of FD^2) pair two records' FDs item group by item group."""
+    pseudo-values (of FD^2) pair two records' FDs item group by item group.
+
+    Args:
+        ids: (N,) item ids. probs: (N, K) attribute probabilities (to `update`).
+        judge: the attribute judge's fingerprint items. target: the K target shares.
+
+    Example:
+        >>> import torch
+        >>> m = FairnessDiscrepancy(target=(0.5, 0.5))
+        >>> m.update(torch.tensor([0, 1]), torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+        >>> round(m.statistic(m.compute()[1].numpy()), 6)  # FD^2 of mean (1, 0) against (0.5, 0.5)
+        0.5
+    """
 
     name = "fd"
     version = "2"  # 2: unbiased FD^2 with a score interval, reported as their square roots (1: plug-in with a percentile bootstrap)
@@ -209,43 +339,96 @@ class FairnessDiscrepancy(JudgedSetMetric):
 class AttributeShare(JudgedMetric):
     """Share of the images whose attribute is one class (per item: 1 if its measured class is `value`, else 0), by
     the task's labeler (the exact pixel rule on the mini world, or a judge). One subclass per class value, made by
-    `share_metric`, so each has a registered name (`share_red`) that a record and the leaderboard can look up."""
+    `share_metric` and registered as `share_<value>` on first lookup, so a record and the leaderboard find it
+    whatever classes the run had.
+
+    Per image: ``1[classes[label] = value]``; the mean is the class's share.
+
+    Args:
+        ids: (N,) item ids. labels: (N,) index into `classes` of each image's measured class (-1: none).
+        classes: the task's classes, in the labels' order.
+
+    Example:
+        >>> import torch
+        >>> m = share_metric("red")()
+        >>> m.update(torch.tensor([0, 1, 2]), torch.tensor([1, 0, -1]), ("green", "red"))
+        >>> m.compute()[1]
+        tensor([1., 0., 0.], dtype=torch.float64)
+    """
 
     value: ClassVar[str] = ""
     direction = "higher"  # nominal: whether a share should rise or fall depends on the target; fd ranks
     units = "fraction of images (0-1)"
 
+    def update(self, ids: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...]) -> None:
+        self.add_values(ids, (labels == classes.index(self.value)).double())
+
+
+_SHARES: dict[str, type[AttributeShare]] = {}
+
 
 def share_metric(value: str) -> type[AttributeShare]:
-    """The registered `share_<value>` metric class (made and registered on first use)."""
-    name = f"share_{value}"
-    if name not in METRICS:
-        cls = type(f"AttributeShare_{value}", (AttributeShare,), {
+    """Share of the images whose attribute is the class (one registered metric per class, made on first use)."""
+    if value not in _SHARES:
+        name = f"share_{value}"
+        _SHARES[value] = type(f"AttributeShare_{value}", (AttributeShare,), {
             "name": name, "value": value,
             "__doc__": f"Share of the images whose attribute is '{value}' (per item: 1 or 0)."})
-        METRICS.add(name, cls)
-    return METRICS.get(name)
+        METRICS.add(name, _SHARES[value])
+    return _SHARES[value]
 
 
-for _colour in COLOURS:  # the mini world's attribute values: their records must resolve without the task loaded
-    share_metric(_colour)
+METRICS.add_family("share_", share_metric)
 
 
 @METRICS.register()
 class JudgeAgreement(JudgedMetric):
     """Per image: 1 when the exact pixel rule and the judge's attribute head name the same class (an image the pixel
-    rule sees no colour in counts as a disagreement), else 0; it says how far judge-based numbers can be trusted."""
+    rule sees no colour in counts as a disagreement), else 0; it says how far judge-based numbers can be trusted.
+
+    Per image: ``1[pixel = argmax_k p_k]``.
+
+    Args:
+        ids: (N,) item ids. pixel: (N,) the pixel rule's class index (-1: none). probs: (N, K) judge probabilities.
+
+    Example:
+        >>> import torch
+        >>> m = JudgeAgreement()
+        >>> probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.5, 0.5]])
+        >>> m.update(torch.tensor([0, 1, 2]), torch.tensor([0, 1, -1]), probs)
+        >>> m.compute()[1]
+        tensor([1., 0., 0.], dtype=torch.float64)
+    """
 
     name = "judge_agreement"
     direction = "higher"
     units = "fraction of images (0-1)"
 
+    def update(self, ids: torch.Tensor, pixel: torch.Tensor, probs: torch.Tensor) -> None:
+        self.add_values(ids, (pixel == probs.argmax(1)).double())
+
 
 @METRICS.register()
 class NoFaceRate(JudgedMetric):
     """Share of images where the face detector found no face: they are left out of the attribute shares and the
-    FD, so a rising rate means the FD is read on fewer, and differently chosen, images."""
+    FD, so a rising rate means the FD is read on fewer, and differently chosen, images.
+
+    Per image: ``1[no face found]``.
+
+    Args:
+        ids: (N,) item ids. found: (N,) bool, whether the detector found a face.
+
+    Example:
+        >>> import torch
+        >>> m = NoFaceRate()
+        >>> m.update(torch.tensor([0, 1]), torch.tensor([True, False]))
+        >>> m.compute()[1]
+        tensor([0., 1.], dtype=torch.float64)
+    """
 
     name = "no_face_rate"
     direction = "lower"
     units = "fraction of images (0-1)"
+
+    def update(self, ids: torch.Tensor, found: torch.Tensor) -> None:
+        self.add_values(ids, (~found).double())

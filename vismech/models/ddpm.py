@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..registry import MODELS
 from ..subject import DiffusionSubject, unet_sites
 from .stable_diffusion import from_pretrained
 
@@ -16,6 +17,7 @@ NAME = "ddpm"
 SUMMARY = "paper: diffusers DDPMPipeline (unconditional, e.g. google/ddpm-celebahq-256) from a hub id or folder"
 
 
+@MODELS.register(NAME, summary=SUMMARY)
 def load(weights: str = "google/ddpm-celebahq-256", dtype: str = "float32", id: str | None = None) -> DiffusionSubject:
     """An unconditional DDPM as a paper-track subject (`id` defaults to the hub id's or folder's name)."""
     from diffusers import DDIMScheduler, DDPMPipeline

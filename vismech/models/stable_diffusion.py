@@ -5,7 +5,7 @@ pipeline folder (`model_index.json` with unet/, vae/, text_encoder/, tokenizer/,
 transformers read safetensors, or `.bin` files through `torch.load(weights_only=True)`, so a pickle needing more
 than tensors is refused. The safety checker is never loaded (the papers run with it off).
 
-The subject samples with DDIM (`vismech.methods.edited_sampler`) on the model's own noise schedule; the pipeline's
+The subject samples with DDIM (`vismech.sampling`) on the model's own noise schedule; the pipeline's
 scheduler (PNDM on the hub) is replaced by a DDIMScheduler of the same config, without sample clipping (latents are
 not in [-1, 1]; SD's own config says clip_sample false). The UNet's sites are `h` (mid block) and every transformer
 block's feed-forward weights (`ff.*`), as for the mini track's sd_world.
@@ -17,11 +17,23 @@ from pathlib import Path
 import torch
 
 from ..errors import VismechError
+from ..registry import MODELS
 from ..subject import DiffusionSubject, unet_sites
 
 NAME = "stable_diffusion"
 SUMMARY = "paper: diffusers StableDiffusionPipeline (SD v1.4 / v1.5) from a hub id or a pipeline folder"
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def quiet_loading() -> None:
+    """Loading shipped weights is not news: no per-component progress bars or advice about optional packages."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def dtype_of(dtype: str) -> torch.dtype:
@@ -41,8 +53,6 @@ def from_pretrained(cls, weights: str, what: str, dtype: str, **kwargs):
     if not hub_id and not (path / "model_index.json").is_file():
         raise VismechError(f"'{weights}' is not a {what} folder (no model_index.json); expected a hub id like "
                            f"'owner/name' or a folder written by save_pretrained")
-    from ..zoo.sd_world import quiet_loading
-
     quiet_loading()
     try:
         return cls.from_pretrained(weights if hub_id else str(path), dtype=dtype_of(dtype), **kwargs)
@@ -58,6 +68,7 @@ def ddim_scheduler(config):
     return DDIMScheduler.from_config(config, clip_sample=False)
 
 
+@MODELS.register(NAME, summary=SUMMARY)
 def load(weights: str = "CompVis/stable-diffusion-v1-4", dtype: str = "float16", id: str | None = None) -> DiffusionSubject:
     """A Stable Diffusion v1.x pipeline as a paper-track subject (`id` defaults to the hub id or folder name)."""
     from diffusers import StableDiffusionPipeline

@@ -20,7 +20,6 @@ token), so the neuron-path method must run with `token_scope: mean_patches` on i
 from __future__ import annotations
 
 import pickle
-import re
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,7 +28,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
-from ..errors import VismechError
+from ..errors import VismechError, one_line
+from ..registry import MODELS
 from ..subject import ClassifierSubject, vit_ffn_sites
 
 NAME = "timm_vit"
@@ -60,11 +60,6 @@ class Normalise:
 
     def __repr__(self) -> str:
         return f"Normalise(mean={self.mean}, std={self.std})"
-
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = re.sub(r"\s+", " ", str(exc)).strip() or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_arch(arch: str) -> None:
@@ -149,16 +144,16 @@ def create(arch: str, weights: str | Path | None = None, pretrained: bool = True
             model = timm.create_model(arch, pretrained=pretrained,
                                       pretrained_cfg_overlay=_overlay(arch, path, kwargs, data_config or {}), **kwargs)
     except TypeError as exc:
-        raise VismechError(f"timm.create_model('{arch}') rejects the arguments {kwargs}: {_one_line(exc)}") from None
+        raise VismechError(f"timm.create_model('{arch}') rejects the arguments {kwargs}: {one_line(exc)}") from None
     except _LOAD_ERRORS as exc:
         if pretrained and str(exc).startswith("Error(s) in loading state_dict"):  # read, but keys or shapes differ
             where = f"weights file '{path}'" if path is not None else f"the hub weights of '{arch}'"
-            raise VismechError(f"{where} does not fit {arch} with {kwargs} ({_one_line(exc)})") from None
+            raise VismechError(f"{where} does not fit {arch} with {kwargs} ({one_line(exc)})") from None
         if path is not None:
-            raise VismechError(f"weights file '{path}' is not a loadable {arch} checkpoint ({_one_line(exc)}); "
+            raise VismechError(f"weights file '{path}' is not a loadable {arch} checkpoint ({one_line(exc)}); "
                                f"expected {EXPECTED}") from None
         if pretrained:
-            raise VismechError(f"could not fetch '{arch}' weights from the hub ({_one_line(exc)}); "
+            raise VismechError(f"could not fetch '{arch}' weights from the hub ({one_line(exc)}); "
                                f"pass model.params.weights=/path/to/file") from None
         raise
     if path is not None and path.suffix.lower() == ".npz":
@@ -210,6 +205,7 @@ def transforms(data_config: dict, preprocessing: str = "timm") -> tuple[Callable
     return T.Compose(steps), Normalise(data_config["mean"], data_config["std"])
 
 
+@MODELS.register(NAME, summary=SUMMARY)
 def load(arch: str, weights: str | None = None, pretrained: bool = True, img_size: int | None = None,
          global_pool: str | None = None, num_classes: int | None = None, model_args: dict | None = None,
          id: str | None = None, preprocessing: str = "timm", data_config: dict | None = None) -> ClassifierSubject:

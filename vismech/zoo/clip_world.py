@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from ..datasets.world import BACKGROUNDS, CLASSES, PATTERNS, WorldConfig, WorldItems
+from ..datasets.world import BACKGROUNDS, CLASSES, PATTERNS, WorldConfig, WorldItems, describe
 from ..errors import VismechError
 from .manifest import shipped_folder
 from .recipe import fit, seeded_loader
@@ -130,13 +130,6 @@ def load(weights: str | None = None) -> WorldCLIP:
         raise VismechError(f"'{folder}' is not a {NAME} folder (no config.json); pass a folder written by its build")
     model = CLIPModel.from_pretrained(folder, dtype=torch.float32)
     return WorldCLIP(model, CLIPTokenizer.from_pretrained(folder), source=f"CLIPModel.from_pretrained('{folder}')")
-
-
-def describe(item: str, colour: str | None = None, pattern: str | None = None, background: str | None = None) -> str:
-    """A caption in the world's own wording (`world.caption`) from attribute values rather than an item id."""
-    words = ([pattern] if pattern else []) + ([colour] if colour else []) + [item]
-    text = ("an " if words[0][0] in "aeiou" else "a ") + " ".join(words)
-    return text + (f" on a {background} background" if background else "")
 
 
 def prompt_grid(attributes: tuple[str, ...], config: WorldConfig = WorldConfig()) -> list[tuple[str, dict[str, int]]]:

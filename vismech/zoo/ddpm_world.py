@@ -22,6 +22,7 @@ from torch.utils.data import TensorDataset
 from ..datasets.world import BACKGROUNDS, PATTERNS, WorldConfig, WorldItems, colour_labels, measure_background, \
     measure_colour, measure_pattern
 from ..errors import VismechError, check_range
+from ..registry import MODELS
 from ..seeding import item_seed
 from ..subject import DiffusionSubject, unet_sites
 from .manifest import shipped_folder
@@ -98,6 +99,7 @@ def load(weights: str | None = None) -> DDPMWorld:
     return DDPMWorld(unet.eval(), _pretrained(DDIMScheduler, folder, "scheduler"))
 
 
+@MODELS.register(NAME, summary=SUMMARY)
 def subject(weights: str | None = None) -> DiffusionSubject:
     """The model as a benchmark subject: the UNet with site `h` (its mid block) and its DDIM schedule."""
     model = load(weights)

@@ -20,7 +20,7 @@ from torch.utils.data import TensorDataset
 
 from ..datasets.world import BACKGROUNDS, CLASSES, PATTERNS, WorldConfig, WorldItems, measure
 from ..errors import VismechError
-from ..metrics.fid import fid
+from .fid import fid
 from .manifest import shipped_folder
 from .recipe import adamw_one_cycle, fit, seeded_loader
 

@@ -23,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from ..datasets.world import CLASSES, WorldConfig, WorldItems, colour_labels, measure
+from ..datasets.world import CLASSES, WorldConfig, WorldItems, colour_labels, describe, measure
 from ..errors import VismechError
+from ..models.stable_diffusion import quiet_loading
+from ..registry import MODELS
 from ..subject import DiffusionSubject, unet_sites
 from . import clip_world
 from .manifest import shipped_folder
@@ -79,17 +81,6 @@ def assemble(vae, unet, text_encoder, tokenizer):
                                    requires_safety_checker=False)
 
 
-def quiet_loading() -> None:
-    """Loading shipped weights is not news: no per-component progress bars or advice about optional packages."""
-    import diffusers
-    import transformers
-
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-
-
 def load(weights: str | None = None):
     """The pipeline through StableDiffusionPipeline.from_pretrained (fp16 files, fp32 model)."""
     from diffusers import StableDiffusionPipeline
@@ -105,6 +96,7 @@ def load(weights: str | None = None):
     return pipe
 
 
+@MODELS.register(NAME, summary=SUMMARY)
 def subject(weights: str | None = None) -> DiffusionSubject:
     """The pipeline as a benchmark subject: its UNet (site `h`, the feed-forward weight sites) and DDIM schedule."""
     pipe = load(weights)
@@ -244,7 +236,7 @@ def train(clip_weights: str | None = None, progress: bool = False, limit: int | 
 def prompt_adherence(pipe, config: WorldConfig = WorldConfig(), **settings) -> dict[str, Any]:
     """Share of 'a <colour> <item>' images whose measured colour is the prompted one, per colour."""
     s = dict(EVAL, **settings)
-    rows = [(c, clip_world.describe(item, colour)) for c, colour in enumerate(config.palette) for item in CLASSES
+    rows = [(c, describe(item, colour)) for c, colour in enumerate(config.palette) for item in CLASSES
             for _ in range(s["per_prompt"])]
     images = generate(pipe, [p for _, p in rows], [s["seed"] + i for i in range(len(rows))], s["guidance_scale"],
                       s["steps"])
@@ -257,7 +249,7 @@ def prompt_adherence(pipe, config: WorldConfig = WorldConfig(), **settings) -> d
 def colourless_distribution(pipe, config: WorldConfig = WorldConfig(), **settings) -> dict[str, Any]:
     """Measured colour shares of 'a <item>' images, against the train split's skew."""
     s = dict(EVAL, **settings)
-    prompts = [clip_world.describe(item) for item in CLASSES for _ in range(s["colourless_per_item"])]
+    prompts = [describe(item) for item in CLASSES for _ in range(s["colourless_per_item"])]
     images = generate(pipe, prompts, [s["seed"] + 10_000 + i for i in range(len(prompts))], s["guidance_scale"],
                       s["steps"])
     colours = colour_labels(images, config.palette)

@@ -14,6 +14,7 @@ from torch.utils.data import TensorDataset
 
 from ..datasets.world import CLASSES, WorldConfig, WorldItems
 from ..errors import VismechError
+from ..registry import MODELS
 from ..subject import ClassifierSubject, vit_ffn_sites
 from .manifest import shipped_folder
 from .recipe import adamw_one_cycle, fit, seeded_loader
@@ -59,6 +60,7 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
+@MODELS.register(NAME, summary=SUMMARY)
 def load(weights: str | None = None) -> ClassifierSubject:
     """The mini ViT; `weights` (a .safetensors file or a folder holding model.safetensors) overrides the shipped one."""
     path = Path(weights) if weights else shipped_folder(NAME) / WEIGHTS_FILE

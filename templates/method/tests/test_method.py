@@ -5,6 +5,7 @@ import torch
 
 from vismech.datasets.world import WorldItems
 from vismech.method import build_method
+from vismech.methods.findings import PathFinding
 from vismech.zoo import vit_world
 
 
@@ -25,7 +26,7 @@ def test_paths_are_the_argmax_of_gradient_times_activation_and_strength_one_is_e
     probs.gather(1, data["label"][:, None]).sum().backward()
     handle.remove()
     a = captured["a"]
-    assert torch.equal(finding.tensors["paths"][:, 2], (a * a.grad)[:, 0].argmax(-1))
+    assert torch.equal(PathFinding.read(finding).paths[:, 2], (a * a.grad)[:, 0].argmax(-1))
 
     with torch.no_grad():
         base = subject.logits(data["image"])

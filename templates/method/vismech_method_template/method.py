@@ -1,15 +1,16 @@
 """Gradient x activation path: per layer, the FFN unit whose first-order attribution a * dp(y)/da is largest.
 
 One forward and one backward pass per batch of images, at the clean input; each layer is scored on its own (no
-joint path objective), which makes it a cheap baseline for the neuron_path and pruning tasks. The finding has the
-layout those tasks read: `item_ids`, `labels`, `paths` (items, L[, K]) and `jas_ref` (the path's joint attribution
-score, computed with the suite's own JAS code so it is comparable with every other method).
+joint path objective), which makes it a cheap baseline for the neuron_path and pruning tasks. Its finding is the
+`PathFinding` those tasks read: `item_ids`, `labels`, `paths` (items, L[, K]) and `jas_ref` (the path's joint
+attribution score, computed with the suite's own JAS code so it is comparable with every other method).
 """
 from __future__ import annotations
 
 import torch
 
 from vismech.method import Method
+from vismech.methods.findings import PathFinding
 from vismech.methods.neuron_path import batches_to_explain, jas_of_paths, path_edit
 
 from .config import Config
@@ -53,11 +54,11 @@ class GradXActivationPath(Method):
         jas = jas_of_paths(subject, {"image": torch.cat(images_all), "label": labels}, paths)
         if self.config.top_k == 1:
             paths = paths.squeeze(-1)
-        return self.new_finding(subject, "neuron_path", tensors={
-            "item_ids": ids, "labels": labels, "paths": paths, "jas_ref": jas["ref"].float(),
-            "jas_ig": jas["ig"].float(), "layer_ig": jas["layers"].float()})
+        found = PathFinding(ids, labels, paths, jas["ref"].float(),
+                            extra={"jas_ig": jas["ig"].float(), "layer_ig": jas["layers"].float()})
+        return self.new_finding(subject, "neuron_path", tensors=found.tensors())
 
     def edit(self, subject, finding, strength):
         strength = self.check_strength(strength)
         self.check_finding(subject, finding)
-        return path_edit(subject, finding.tensors["paths"], strength)
+        return path_edit(subject, PathFinding.read(finding).paths, strength)

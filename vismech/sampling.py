@@ -18,6 +18,7 @@ sample's prompt), and any other `Edit` (entered around plain sampling, e.g. `NoE
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
@@ -26,14 +27,34 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..datasets.bias import Sampling
-from ..edit import Edit
-from ..errors import VismechError
-from ..subject import DiffusionSubject
+from .edit import Edit
+from .errors import VismechError
+from .subject import DiffusionSubject
 
 Tensor = torch.Tensor
 TWO_PASS = ("split", "naive")
 Observer = Callable[[Tensor, int], None]  # (h of every row of the UNet batch, step index)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The sampler of the task: DDIM with `steps` and `eta`; classifier-free guidance for conditional subjects.
+    `batch_size` only bounds memory: images do not depend on it."""
+
+    steps: int = 50
+    eta: float = 1.0
+    guidance_scale: float = 4.0
+    batch_size: int = 64
+
+    def __post_init__(self):
+        if not isinstance(self.steps, int) or not 2 <= self.steps <= 1000:
+            raise VismechError(f"sampling steps must be an integer in [2, 1000], got {self.steps!r}")
+        if not 0.0 <= self.eta <= 1.0:
+            raise VismechError(f"sampling eta must be in [0, 1], got {self.eta!r}")
+        if not (math.isfinite(self.guidance_scale) and self.guidance_scale >= 1.0):
+            raise VismechError(f"sampling guidance_scale must be >= 1 (1 = no guidance), got {self.guidance_scale!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise VismechError(f"sampling batch_size must be an integer >= 1, got {self.batch_size!r}")
 
 
 class HSpaceEdit(Edit):
@@ -77,7 +98,7 @@ class HSpaceEdit(Edit):
     def _hook(self, h: Tensor) -> Tensor:
         if self._where is None:
             raise VismechError(f"{type(self).__name__} edits h per sample and step; generate with "
-                               f"vismech.methods.edited_sampler.sample(...), not a plain sampler")
+                               f"vismech.sampling.sample(...), not a plain sampler")
         rows, ids, step, steps = self._where
         h = h.clone()
         h[rows] = self.shift(h[rows], ids, step, steps)

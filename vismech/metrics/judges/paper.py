@@ -43,9 +43,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
-from ..errors import VismechError
-from ..models.timm_vit import _one_line
-from .judges import Judges
+from ...errors import VismechError, one_line
+from .base import Judges
 
 Tensor = torch.Tensor
 
@@ -123,7 +122,7 @@ def read_state_dict(path: str | Path, what: str) -> tuple[dict[str, Tensor], Pat
         else:
             state = torch.load(file, map_location="cpu", weights_only=True)
     except _READ_ERRORS as exc:
-        raise VismechError(f"{what} weights file '{file}' is not loadable ({_one_line(exc)}); "
+        raise VismechError(f"{what} weights file '{file}' is not loadable ({one_line(exc)}); "
                            f"expected {EXPECTED}") from None
     for key in ("state_dict", "model"):  # training checkpoints nest the weights
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -140,7 +139,7 @@ def fit_state_dict(module: torch.nn.Module, state: dict[str, Tensor], file: Path
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise VismechError(f"{what} weights file '{file}' does not fit {what} ({_one_line(exc, 240)})") from None
+        raise VismechError(f"{what} weights file '{file}' does not fit {what} ({one_line(exc, 240)})") from None
 
 
 def fingerprint(library: str, file: Path, **items: Any) -> dict[str, Any]:
@@ -257,7 +256,7 @@ def inception(weights: str | Path, device: torch.device):
         model = FeatureExtractorInceptionV3("inception-v3-compat", [str(FID_DIM)],
                                             feature_extractor_weights_path=buffer)
     except RuntimeError as exc:
-        raise VismechError(f"{what} weights file '{file}' does not fit {what} ({_one_line(exc, 240)})") from None
+        raise VismechError(f"{what} weights file '{file}' does not fit {what} ({one_line(exc, 240)})") from None
     model.eval().to(device)
 
     def features(x: Tensor) -> Tensor:
@@ -429,7 +428,7 @@ def reference_features(folder: str | Path, features: Callable[[Tensor], Tensor],
             with Image.open(file) as image:
                 pixels = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
         except OSError as exc:
-            raise VismechError(f"FID reference image '{file}' cannot be read ({_one_line(exc)})") from None
+            raise VismechError(f"FID reference image '{file}' cannot be read ({one_line(exc)})") from None
         if pending and (pixels.shape != pending[0].shape or len(pending) == batch_size):
             flush()  # a batch holds images of one size: each is resized to 299 on its own terms
         pending.append(pixels)
