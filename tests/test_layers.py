@@ -12,14 +12,15 @@ LAYERS = (
     ("core", ("vismech", "vismech.errors", "vismech.io", "vismech.seeding", "vismech.stats", "vismech.registry",
               "vismech.config", "vismech.cost", "vismech.results", "vismech.finding", "vismech.store",
               "vismech.progress", "vismech.plots", "vismech.loggers", "vismech.generations",
-              "vismech.verification", "vismech.tradeoff")),
+              "vismech.verification_file", "vismech.code_digest", "vismech.tradeoff")),
     ("models", ("vismech.subject", "vismech.edit", "vismech.sampling", "vismech.models")),
     ("datasets", ("vismech.datasets",)),
     # the zoo's recipes train on the mini world, so they sit above it; nothing below imports them
     ("zoo", ("vismech.zoo",)),
     ("methods and metrics", ("vismech.method", "vismech.methods", "vismech.metrics")),
     ("benchmarks", ("vismech.benchmarks",)),
-    ("runs and board", ("vismech.runner", "vismech.verify", "vismech.leaderboard", "vismech.cli")),
+    ("runs and board", ("vismech.runner", "vismech.trials", "vismech.summary", "vismech.verify",
+                        "vismech.leaderboard", "vismech.site", "vismech.cli")),
 )
 
 

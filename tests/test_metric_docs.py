@@ -21,6 +21,9 @@ PINNED = {
     "share_cyan": "7dcb1e034a5a5766", "share_green": "602448c7de0d92f6", "share_magenta": "3927749bf67ba919",
     "share_red": "001d842345c68ae8", "share_yellow": "23c5008617b398e4", "target_accuracy": "2199e662f95ed132",
     "target_prob": "f07ba7e2b0be28fa", "top1_change": "a12c2a3a71959e55", "true_class_prob": "c8ca4e43fbc49741",
+    # the concept task's attack and side-effect metrics, as first made
+    "asr_paraphrase": "32f2896e2eb837eb", "asr_tokens": "5da8b8273e970efa", "related_accuracy": "e026f10bc0ebb7b5",
+    "far_accuracy": "c16ce62ad195ba91",
 }
 # with a run's judge, target and direction, which enter the fingerprint too
 PINNED_RUN = (

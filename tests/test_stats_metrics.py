@@ -48,11 +48,11 @@ def test_item_metric_is_independent_of_batching_and_duplicates():
     values = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
     ids = torch.tensor([5, 3, 9, 1, 7, 2])
     one = Accuracy()
-    one.update(ids, values)
+    one.add_values(ids, values)
     split = Accuracy()
-    split.update(ids[3:], values[3:])
-    split.update(ids[:3], values[:3])
-    split.update(ids[:2], values[:2])  # a distributed sampler's padding repeats items
+    split.add_values(ids[3:], values[3:])
+    split.add_values(ids[:3], values[:3])
+    split.add_values(ids[:2], values[:2])  # a distributed sampler's padding repeats items
     for metric in (one, split):
         got_ids, got_values = metric.compute()
         assert got_ids.tolist() == [1, 2, 3, 5, 7, 9]
@@ -65,7 +65,7 @@ def test_item_metric_is_independent_of_batching_and_duplicates():
 def test_item_metric_rejects_nan_and_empty():
     metric = Accuracy()
     with pytest.raises(VismechError, match=r"metric 'accuracy' got a non-finite value \(NaN or inf\) for item\(s\) \[4\]"):
-        metric.update(torch.tensor([3, 4]), torch.tensor([1.0, float("nan")]))
+        metric.add_values(torch.tensor([3, 4]), torch.tensor([1.0, float("nan")]))
     with pytest.raises(VismechError, match="metric 'accuracy' saw no items"):
         Accuracy().compute()
 
@@ -76,7 +76,7 @@ def test_one_item_summarizes_as_a_set_of_one():
     from vismech.metrics.generation import FairnessDiscrepancy
 
     metric = Accuracy()
-    metric.update(torch.tensor([7]), torch.tensor([1.0]))
+    metric.add_values(torch.tensor([7]), torch.tensor([1.0]))
     summary = metric.summarize()
     assert (summary["value"], summary["ci_low"], summary["ci_high"], summary["n"]) == (1.0, None, None, 1)
     assert summary["item_ids"] == [7] and summary["item_values"] == [1.0]

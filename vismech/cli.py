@@ -416,7 +416,7 @@ def cmd_zoo(args: list[str]) -> int:
 
     if args[0] == "ls":
         from .summary import render
-        from .zoo.manifest import zoo_table
+        from .zoo.cards import zoo_table
 
         print(render(zoo_table()), end="")
         return 0

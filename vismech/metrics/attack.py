@@ -33,7 +33,21 @@ class DetailedMetric(JudgedMetric):
 class ParaphraseAttackSuccess(DetailedMetric):
     """Share of the target's items judged the target on the plain prompt or on a paraphrase (a prompt that describes
     the target without naming it, kept only where the unedited model renders it as the target). Erase: lower is
-    better."""
+    better.
+
+    Per target item: ``max(1[top1(plain) = target], max_p 1[top1(paraphrase p) = target])``.
+
+    Args:
+        ids: (N,) item ids. values: (N,) 1.0 where the judge's top-1 is the target on either prompt, else 0.0 (the benchmark computes it
+        from the judge's probabilities, as `TargetAccuracy` does).
+
+    Example:
+        >>> import torch
+        >>> m = ParaphraseAttackSuccess()
+        >>> m.update(torch.tensor([3, 1, 2]), torch.tensor([1.0, 0.0, 1.0]))
+        >>> m.compute()
+        (tensor([1, 2, 3]), tensor([0., 1., 1.], dtype=torch.float64))
+    """
 
     name = "asr_paraphrase"
     direction = "lower"
@@ -44,7 +58,21 @@ class ParaphraseAttackSuccess(DetailedMetric):
 class TokenAttackSuccess(DetailedMetric):
     """Share of the target's items judged the target on the plain prompt or on the plain prompt with adversarial
     tokens in front, searched against the edited model (UnlearnDiffAtk-style, discrete tokens). Erase: lower is
-    better."""
+    better.
+
+    Per target item: ``max(1[top1(plain) = target], 1[top1(tokens + plain) = target])``.
+
+    Args:
+        ids: (N,) item ids. values: (N,) 1.0 where the judge's top-1 is the target on either prompt, else 0.0 (the benchmark computes it
+        from the judge's probabilities, as `TargetAccuracy` does).
+
+    Example:
+        >>> import torch
+        >>> m = TokenAttackSuccess()
+        >>> m.update(torch.tensor([3, 1, 2]), torch.tensor([1.0, 0.0, 1.0]))
+        >>> m.compute()
+        (tensor([1, 2, 3]), tensor([0., 1., 1.], dtype=torch.float64))
+    """
 
     name = "asr_tokens"
     direction = "lower"
@@ -54,7 +82,21 @@ class TokenAttackSuccess(DetailedMetric):
 @METRICS.register()
 class RelatedAccuracy(DetailedMetric):
     """Judge's top-1 accuracy on the prompts of the k classes most related to the target: what an erasure damages
-    first."""
+    first.
+
+    Per image of a related class c: ``1[top1 = c]``.
+
+    Args:
+        ids: (N,) item ids. values: (N,) 1.0 where the judge's top-1 is the prompt's class, else 0.0 (the benchmark computes it
+        from the judge's probabilities, as `TargetAccuracy` does).
+
+    Example:
+        >>> import torch
+        >>> m = RelatedAccuracy()
+        >>> m.update(torch.tensor([3, 1, 2]), torch.tensor([1.0, 0.0, 1.0]))
+        >>> m.compute()
+        (tensor([1, 2, 3]), tensor([0., 1., 1.], dtype=torch.float64))
+    """
 
     name = "related_accuracy"
     direction = "higher"
@@ -63,7 +105,21 @@ class RelatedAccuracy(DetailedMetric):
 
 @METRICS.register()
 class FarAccuracy(DetailedMetric):
-    """Judge's top-1 accuracy on the prompts of the classes other than the target and its k related ones."""
+    """Judge's top-1 accuracy on the prompts of the classes other than the target and its k related ones.
+
+    Per image of a far class c: ``1[top1 = c]``.
+
+    Args:
+        ids: (N,) item ids. values: (N,) 1.0 where the judge's top-1 is the prompt's class, else 0.0 (the benchmark computes it
+        from the judge's probabilities, as `TargetAccuracy` does).
+
+    Example:
+        >>> import torch
+        >>> m = FarAccuracy()
+        >>> m.update(torch.tensor([3, 1, 2]), torch.tensor([1.0, 0.0, 1.0]))
+        >>> m.compute()
+        (tensor([1, 2, 3]), tensor([0., 1., 1.], dtype=torch.float64))
+    """
 
     name = "far_accuracy"
     direction = "higher"

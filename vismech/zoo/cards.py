@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from . import RECIPES
-from .manifest import read_manifest
+from .manifest import flat, read_manifest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 CARDS = DOCS / "zoo.md"
@@ -63,3 +64,30 @@ def save_pictures() -> list[Path]:
             save_image(F.interpolate(images, scale_factor=4, mode="nearest"), str(path), nrow=per_row, padding=2)
             written.append(path)
     return written
+
+
+def zoo_table(manifest: dict[str, Any] | None = None):
+    """The manifest as a rich table: a row per zoo model, its recipe and measured quality wrapped in their cells."""
+    from rich import box
+    from rich.table import Table
+
+    manifest = read_manifest() if manifest is None else manifest
+    table = Table(title="mini zoo (vismech/zoo/weights/manifest.json)", title_justify="left", box=box.SIMPLE_HEAD,
+                  show_lines=True)
+    table.add_column("name", no_wrap=True)
+    table.add_column("recipe", ratio=2, overflow="fold")
+    table.add_column("seed", justify="right")
+    table.add_column("weights (sha256)", no_wrap=True)
+    table.add_column("measured quality", ratio=4, overflow="fold")
+    for name in sorted(RECIPES):
+        entry = manifest.get(name)
+        if entry is None:
+            table.add_row(name, "not built: `vismech zoo build " + name + "`", "", "", "")
+            continue
+        # a pipeline's weights are named by their component folder (unet, vae, ...)
+        weights = [f"{rel.split('/')[0].removesuffix('.safetensors')} {digest[:12]}" for rel, digest in sorted(entry["files"].items())
+                   if rel.endswith(".safetensors")]
+        size = f"{entry['size_bytes'] / 2**20:.1f} MiB, trained {entry['train_time_s']} s"
+        table.add_row(name, "; ".join(flat(entry["recipe"])), str(entry["seed"]), "\n".join([*weights, size]),
+                      "; ".join(flat(entry["quality"])))
+    return table
