@@ -383,7 +383,7 @@ def test_registered_with_typed_configs():
     ({"jas_form": "sum"}, "jas_form must be one of ref, ig; got 'sum'"),
     ({"token_scope": "all"}, "token_scope must be one of auto, cls, mean_patches; got 'all'"),
     ({"m": 0}, "m must be >= 1, got 0"),
-    ({"top_k": 5, "candidates": 4}, "candidates must be >= 5, got 4"),
+    ({"top_k": 5, "candidates": 4, "candidate_scoring": "isolated"}, "candidates must be >= 5, got 4"),
     ({"procedure": "reference", "candidate_scoring": "isolated"}, "procedure 'reference' reproduces"),
     ({"topk_accumulate": "last"}, "topk_accumulate must be one of sum, reference; got 'last'"),
     ({"batch_target": "mixed"}, "batch_target must be one of each, first; got 'mixed'"),
@@ -417,7 +417,7 @@ def direct_topk_jas(subject, image, label, path: list[list[int]], m: int, counte
 @pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 def test_topk_accumulate_agrees_at_one_unit_and_not_at_five(tiny):
     subject, data = tiny
-    fits = {mode: {k: NeuronPath({"m": 8, "top_k": k, "candidates": k, "topk_accumulate": mode}).fit(subject, data)
+    fits = {mode: {k: NeuronPath({"m": 8, "top_k": k, "topk_accumulate": mode}).fit(subject, data)
                    for k in (1, 5)} for mode in ("sum", "reference")}
     for name in ("paths", "jas_ref", "jas_ig", "activation_jas_ref"):  # K = 1: the one unit is the K-th unit
         assert torch.equal(fits["sum"][1].tensors[name], fits["reference"][1].tensors[name])

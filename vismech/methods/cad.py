@@ -431,6 +431,10 @@ def site_tensors(finding: Finding, prefix: str) -> dict[str, Tensor]:
 
 @dataclass
 class CADConfig(AblationConfig):
+    # the keys that choose between the released code's behaviour and vismech's (docs/cards/*_deviations.md)
+    SWITCHES: ClassVar[dict[str, str]] = {
+        "score_dtype": "objective, gradient sums and w * g in fp32 (fp32) or in the model's dtype (model)",
+    }
     # Share of the weights kept in the finding: with r < 1 only the entries an edit up to ratio r can zero are
     # stored (SD v1.x has 149M scores, 595 MB in fp32; at r = 0.01 about 1.4M remain), and edits are limited to
     # ratios <= r with the fitted scope and selection.
@@ -451,6 +455,11 @@ class CADConfig(AblationConfig):
 
 @dataclass
 class CADEraseConfig(CADConfig):
+    SWITCHES: ClassVar[dict[str, str]] = {
+        **CADConfig.SWITCHES,
+        "pairing": "each latent with the timestep it is denoised at (corrected), or the latent after the step with "
+                   "that step's timestep (reference)",
+    }
     procedure: str = "single"  # reference: restart sampling for every point (the reference's 1,275 CFG steps)
     pairing: str = "corrected"  # reference: the latent after a step paired with that step's timestep
     fuse_cfg: bool = True  # corrected pairing with base "": one forward serves the gradient and the CFG step
@@ -463,6 +472,13 @@ class CADEraseConfig(CADConfig):
 
 @dataclass
 class CADAmplifyConfig(CADConfig):
+    SWITCHES: ClassVar[dict[str, str]] = {
+        **CADConfig.SWITCHES,
+        "generated_images": "self-generated images used as final latents (latent), or decoded and encoded again "
+                            "(pixels)",
+        "latent": "VAE posterior mean (mean) or a draw from it (sample)",
+        "pixel_range": "pixels encoded in [-1, 1] (signed) or [0, 1] (unit)",
+    }
     batch_size: int = 16  # concept images per UNet call; the loss is a sum, so chunks add up exactly
     latent: str = "mean"  # VAE posterior of an image: its mean, or a draw ("sample", the reference)
     pixel_range: str = "signed"  # pixels encoded in [-1, 1] (what the VAE expects), or [0, 1] ("unit", the reference)

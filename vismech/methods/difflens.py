@@ -99,6 +99,18 @@ class ProbeConfig(SteeringConfig):
 
 @dataclass
 class DiffLensConfig(ProbeConfig):
+    # the keys that choose between the released code's behaviour and vismech's (docs/cards/*_deviations.md)
+    SWITCHES: ClassVar[dict[str, str]] = {
+        "mode": "latents scaled by 1 + s (scale) or shifted by s (add)",
+        "add_rule": "add mode: z + s (add), or z set to s where s > 0 (set)",
+        "write_back": "h += W_dec (z' - z) (delta), or also + b_dec at every edited step for every sample "
+                      "(delta_and_bias: strength 0 is not the identity)",
+        "ig_steps": "[first, last] steps whose IG is summed (null: the last ig_last_steps)",
+        "class_strengths": "per-class multipliers of the strength (null: one strength for every class)",
+        "class_features": "per-class number of edited latents, tau (null: features_per_class for every class)",
+        "calibration_strengths": "strengths at which the class mixture is calibrated ([]: classes drawn from the "
+                                 "target, the released probability mode)",
+    }
     sae_k: int = 8
     sae_expansion: int = 8
     sae_steps: int = 2000

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -607,6 +607,16 @@ class PathMethod(Method):
 
 @dataclass
 class NeuronPathConfig(PathConfig):
+    # the keys that choose between the released code's behaviour and vismech's (docs/cards/*_deviations.md)
+    SWITCHES: ClassVar[dict[str, str]] = {
+        "jas_form": "the JAS form selection reads: ref (product of sums, the released code's) or ig (path IG)",
+        "candidate_scoring": "candidates scored with all of layer t ramped (layer_scaled, the released search) or "
+                             "exactly (isolated)",
+        "topk_accumulate": "top-K: every one of the K units of an earlier layer counts (sum), or only the K-th "
+                           "ranked (reference)",
+        "batch_target": "target class: each image's label (each), or the batch's first (first; batches are cut at "
+                        "label changes)",
+    }
     candidate_scoring: str = "layer_scaled"  # the reference's objective; "isolated" rescores candidates exactly
     candidates: int = 16  # C: candidates rescored exactly per layer with "isolated" (C = N is exact greedy)
     procedure: str = "vismech"  # "reference": the released code's calls, for the cost comparison
@@ -624,7 +634,8 @@ class NeuronPathConfig(PathConfig):
         _choice("procedure", self.procedure, PROCEDURES)
         _choice("topk_accumulate", self.topk_accumulate, TOPK_ACCUMULATE)
         _choice("batch_target", self.batch_target, BATCH_TARGETS)
-        _at_least("candidates", self.candidates, self.top_k)
+        if self.candidate_scoring == "isolated":  # layer_scaled keeps the top K of all N units: no candidates
+            _at_least("candidates", self.candidates, self.top_k)
         if self.procedure == "reference" and self.candidate_scoring != "layer_scaled":
             raise VismechError("procedure 'reference' reproduces the reference's calls and needs "
                                "candidate_scoring 'layer_scaled'")
