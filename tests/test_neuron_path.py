@@ -69,19 +69,26 @@ def with_cls_ffn(subject, image, label, vectors: list[torch.Tensor]) -> torch.Te
             handle.remove()
 
 
-def direct_jas(subject, image, label, path: list[int], m: int) -> tuple[float, float]:
+def ramp_gradients(subject, image, label, path: list[list[int]], m: int) -> tuple[list, list]:
+    """Per layer, the clean values of its path units and their gradients summed over alpha_k = k/m, every path
+    unit ramped together and every other CLS FFN unit held clean (float64 lists of K values per layer)."""
     clean = cls_ffn(subject, image)
-    w = torch.stack([clean[l][p] for l, p in enumerate(path)]).double()
-    g = torch.zeros(len(path), dtype=torch.float64)
+    w = [clean[l][p].double() for l, p in enumerate(path)]
+    g = [torch.zeros(len(p), dtype=torch.float64) for p in path]
     for k in range(m):
         vectors = []
         for l, p in enumerate(path):
             v = clean[l].clone()
             v[p] = k / m * clean[l][p]
             vectors.append(v.requires_grad_())
-        prob = with_cls_ffn(subject, image, label, vectors)
+        grads = torch.autograd.grad(with_cls_ffn(subject, image, label, vectors), vectors)
         for l, p in enumerate(path):
-            g[l] += torch.autograd.grad(prob, vectors[l], retain_graph=True)[0][p].double()
+            g[l] += grads[l][p].double()
+    return w, g
+
+
+def direct_jas(subject, image, label, path: list[int], m: int) -> tuple[float, float]:
+    w, g = (torch.cat(v) for v in ramp_gradients(subject, image, label, [[p] for p in path], m))
     return float(w.sum() / m * g.sum()), float((w * g).sum() / m)
 
 
@@ -398,20 +405,9 @@ def test_bad_configs(config, message):
 def direct_topk_jas(subject, image, label, path: list[list[int]], m: int, counted: str) -> float:
     """The ref-form JAS by the definition, with every one of the K units per layer ramped; `counted` "sum" adds
     all K units' values and gradients, "last" only the K-th ranked unit's (the released top-K code)."""
-    clean = cls_ffn(subject, image)
-    units = [p if counted == "sum" else p[-1:] for p in path]
-    w = sum(float(clean[l][p].sum()) for l, p in enumerate(units))
-    g = 0.0
-    for k in range(m):
-        vectors = []
-        for l, p in enumerate(path):
-            v = clean[l].clone()
-            v[p] = k / m * clean[l][p]
-            vectors.append(v.requires_grad_())
-        prob = with_cls_ffn(subject, image, label, vectors)
-        grads = torch.autograd.grad(prob, vectors)
-        g += sum(float(grads[l][p].sum()) for l, p in enumerate(units))
-    return w / m * g
+    w, g = ramp_gradients(subject, image, label, path, m)
+    keep = slice(None) if counted == "sum" else slice(-1, None)
+    return float(sum(v[keep].sum() for v in w) / m * sum(v[keep].sum() for v in g))
 
 
 @pytest.mark.filterwarnings("ignore:Full backward hook is firing")
