@@ -605,7 +605,7 @@ class CADAmplify(CAD):
         source = "given images"
         if images is None:
             z0 = generated_latents(subject, data, c.batch_size)
-            source = (f"{len(z0)} generated from '{data.amplify_prompt}' (DDIM {data.steps}, cfg "
+            source = (f"generated from '{data.amplify_prompt}' ({len(z0)} images, DDIM {data.steps}, cfg "
                       f"{data.image_guidance:g})")
             if c.generated_images == "pixels":
                 images = decoded_pixels(subject, z0, c.batch_size)
