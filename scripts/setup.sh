@@ -17,6 +17,17 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && [ -z "${VISMECH_FASHION_MNIST:-
     fi
 fi
 
+# The leaderboard site's browser test (tests/test_site_browser.py) drives Debian's Chromium through its driver.
+if [ -n "$extra" ] && ! command -v chromedriver >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive \
+            apt-get -o DPkg::Lock::Timeout=300 install -y -qq chromium chromium-driver >/dev/null
+    else
+        echo "setup: the site's browser test needs 'sudo apt-get install chromium chromium-driver'" \
+             "(it is skipped without them, and fails in CI)" >&2
+    fi
+fi
+
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 py="$venv/bin/python"
 stamp="$venv/.vismech-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)${extra:+-dev}"

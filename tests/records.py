@@ -5,12 +5,12 @@ import math
 
 from vismech.results import (Cost, Headline, ItemSet, MethodInfo, MetricResult, Provenance, ResultRecord, Seeds,
                              SubjectInfo, SweepPoint)
-from vismech.stats import bootstrap_ci
+from vismech.stats import mean_estimate
 
 
 def metric(name, values, direction="higher", fingerprint="fp-a"):
-    low, high = bootstrap_ci(values)
-    return MetricResult(name=name, value=sum(values) / len(values), ci_low=low, ci_high=high, ci_level=0.95,
+    e = mean_estimate(values)
+    return MetricResult(name=name, value=e.value, ci_low=e.low, ci_high=e.high, ci_level=0.95, ci_method=e.method,
                         n=len(values), direction=direction, units="u", fingerprint=fingerprint,
                         fingerprint_items={"metric": name}, item_ids=list(range(len(values))),
                         item_values=list(values))

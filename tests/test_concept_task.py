@@ -44,23 +44,6 @@ def test_concept_runs_share_unedited_images_and_save_their_pictures(workspace):
     assert (run / "concept_grid.png").stat().st_size > 0 and (run / "concept_tradeoff.png").is_file()
 
 
-def summaries(target, other):
-    return [{"target_accuracy": {"value": t}, "other_accuracy": {"value": o}} for t, o in zip(target, other)]
-
-
-@pytest.mark.parametrize("goal, target, other, expected", [
-    ("erase", [0.9, 0.5, 0.2, 0.0], [0.80, 0.78, 0.76, 0.60], 0.2),  # 0.0 costs 20 points of the others
-    ("erase", [0.9, 0.5, 0.5, 0.0], [0.80, 0.78, 0.79, 0.60], 0.1),  # a tie goes to the weaker edit
-    ("erase", [0.9, 0.5, 0.2, 0.0], [0.60, 0.60, 0.60, 0.60], 0.0),  # nothing within budget: the weakest edit
-    ("amplify", [0.4, 0.6, 0.9, 1.0], [0.80, 0.80, 0.77, 0.70], 0.2),
-])
-def test_headline_is_the_best_target_score_within_the_quality_budget(goal, target, other, expected):
-    bench = SimpleNamespace(goal=goal, strengths=[0.0, 0.1, 0.2, 0.3], summaries=summaries(target, other),
-                            unedited_summary={"other_accuracy": {"value": 0.80}},
-                            task_cfg=SimpleNamespace(quality_budget=0.05))
-    assert ConceptBenchmark.headline_strength(bench) == expected
-
-
 def test_controls_follow_the_tasks_goal_and_methods_keep_their_own():
     from vismech.methods.cad import CADAmplify, CADErase
     from vismech.methods.concept_baselines import RandomWeights

@@ -36,3 +36,44 @@ def test_wandb_offline(workspace, monkeypatch):
     [saved] = list((offline / "files").glob("activation_path--*.json"))
     assert json.loads(saved.read_text()) == workspace.records()[0]  # the result record travels with the run
     assert list((run_dir / "csv").rglob("metrics.csv"))  # CSV stays on beside W&B
+
+
+class _Broken(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("stage", ["fit", "edit"])
+def test_a_failed_run_leaves_no_open_wandb_run(workspace, monkeypatch, stage):
+    """The fit fails before W&B has started a run; the edit fails inside Trainer.test, after the run has logged
+    its hyperparameters. Either way the runner's `finally` leaves no run open in this process."""
+    import wandb
+
+    from vismech.methods.controls import NoOp
+    from vismech.registry import METHODS
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+
+    class FailingMethod(NoOp):
+        """A method that raises in one stage (test only)."""
+
+        name = f"fails_in_{stage}"
+
+        def fit(self, subject, data):
+            if stage == "fit":
+                raise _Broken("fit failed")
+            return super().fit(subject, data)
+
+        def edit(self, subject, finding, strength):
+            raise _Broken("edit failed")
+
+    monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))  # the registration ends with the test
+    METHODS.add(FailingMethod.name, FailingMethod)
+    run_dir = workspace.root / "run"
+    code = workspace.run("logger=wandb", f"method={FailingMethod.name}", "task.limit=4", "task.batch_size=4",
+                         f"hydra.run.dir={run_dir}")
+    assert code != 0 and not workspace.records()
+    assert wandb.run is None
+    started = list(run_dir.rglob("offline-run-*"))
+    assert len(started) == (1 if stage == "edit" else 0)  # the edit's failure came after the run had started

@@ -49,22 +49,28 @@ class LargestOutputWeights(Method):
 '''
 
 
-@pytest.fixture()
-def installed_plugin(tmp_path, monkeypatch):
-    src = tmp_path / "src"
-    (src / "vismech_demo_plugin").mkdir(parents=True)
-    (src / "vismech_demo_plugin" / "__init__.py").write_text(PLUGIN)
-    (src / "pyproject.toml").write_text(textwrap.dedent('''
+def install_plugin(tmp_path, monkeypatch, distribution: str, source: str, entry: str) -> None:
+    """pip-install a one-module distribution whose `vismech.methods` entry point is `entry` (name = target)."""
+    src, package = tmp_path / "src", distribution.replace("-", "_")
+    (src / package).mkdir(parents=True)
+    (src / package / "__init__.py").write_text(source)
+    (src / "pyproject.toml").write_text(textwrap.dedent(f'''
         [build-system]
         requires = ["setuptools>=70"]
         build-backend = "setuptools.build_meta"
         [project]
-        name = "vismech-demo-plugin"
+        name = "{distribution}"
         version = "0.1.0"
         [project.entry-points."vismech.methods"]
-        largest_output_weights = "vismech_demo_plugin:LargestOutputWeights"
+        {entry}
     '''))
     install_package(src, tmp_path, monkeypatch)
+
+
+@pytest.fixture()
+def installed_plugin(tmp_path, monkeypatch):
+    install_plugin(tmp_path, monkeypatch, "vismech-demo-plugin", PLUGIN,
+                   'largest_output_weights = "vismech_demo_plugin:LargestOutputWeights"')
     yield
     METHODS.refresh()
 
@@ -86,3 +92,35 @@ def test_plugin_method_is_found_and_runs(installed_plugin, workspace, capsys):
 def test_without_the_plugin_the_name_is_unknown(workspace, capsys):
     assert workspace.run("method=largest_output_weights") == 2
     assert "unknown method 'largest_output_weights'" in capsys.readouterr().err
+
+
+NOT_METHODS = '''
+from vismech.methods.neuron_path import ActivationPath
+
+
+def top_units(subject, data):
+    """A function where a Method subclass belongs."""
+
+
+class Renamed(ActivationPath):
+    """A Method subclass registered under another name than its own."""
+'''
+
+
+@pytest.mark.parametrize("entry, says", [
+    ("top_units = \"vismech_bad_plugin:top_units\"",
+     "names function top_units, not a subclass of vismech.method.Method; point it at your method class"),
+    ("renamed_path = \"vismech_bad_plugin:Renamed\"",
+     "names class Renamed whose name is 'activation_path'; the entry point's name and the class's `name` must agree"),
+])
+def test_an_entry_point_that_is_not_a_method_fails_in_one_line(tmp_path, monkeypatch, capsys, entry, says):
+    install_plugin(tmp_path, monkeypatch, "vismech-bad-plugin", NOT_METHODS, entry)
+    try:
+        assert cli.main(["list", "methods"]) == 2
+        err = capsys.readouterr().err
+        name, value = (part.strip().strip('"') for part in entry.split("="))
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert err.startswith(f"vismech: error: entry point '{name} = {value}' of distribution 'vismech-bad-plugin' "
+                              f"(group vismech.methods) {says}")
+    finally:
+        METHODS.refresh()

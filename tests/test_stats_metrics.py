@@ -7,28 +7,41 @@ import torch
 
 from vismech.errors import VismechError
 from vismech.metrics import Accuracy
-from vismech.stats import bootstrap_ci, is_tie, paired_difference_ci
+from vismech.stats import is_tie, jackknife_groups, mean_estimate, paired_difference, pseudo_values
 
 
-def test_bootstrap_ci_properties():
-    assert bootstrap_ci([0.25] * 10) == (0.25, 0.25)
-    x = np.random.default_rng(0).normal(1.0, 1.0, size=400)
-    low, high = bootstrap_ci(x)
-    assert low < x.mean() < high
-    # the normal approximation gives half-width 1.96 * sd / sqrt(n) ~= 0.098
-    assert 0.08 < (high - low) / 2 < 0.12
-    assert bootstrap_ci(x, seed=1) != bootstrap_ci(x, seed=2)
-    assert bootstrap_ci(x, seed=1) == bootstrap_ci(x, seed=1)
+def test_mean_estimate_against_hand_computed_intervals():
+    # t interval: mean 2.5, sd 1.2910 (ddof 1), t(0.975, 3) = 3.1824 -> half-width 3.1824 x 1.2910 / 2 = 2.0543
+    e = mean_estimate([1.0, 2.0, 3.0, 4.0])
+    assert e.method == "t" and e.value == 2.5
+    assert (e.low, e.high) == pytest.approx((2.5 - 2.0543, 2.5 + 2.0543), abs=1e-4)
+    # Wilson, 3 of 10, z = 1.96: centre (3 + 1.9208) / 13.8416 = 0.35551,
+    # half 1.96 x sqrt(3 x 7 / 10 + 0.9604) / 13.8416 = 0.24772 -> [0.1078, 0.6032]
+    e = mean_estimate([1.0] * 3 + [0.0] * 7)
+    assert e.method == "wilson" and (e.low, e.high) == pytest.approx((0.1078, 0.6032), abs=1e-4)
+    e = mean_estimate([0.25] * 10)
+    assert (e.low, e.high) == (0.25, 0.25)  # constant values: no spread
+    e = mean_estimate([0.7])
+    assert e.low is None and e.high is None and "one item" in e.note
 
 
 def test_paired_difference():
     a = np.array([1.0, 2.0, 3.0, 4.0])
-    mean, low, high = paired_difference_ci(a, a - 0.5)
-    assert mean == 0.5 and low == 0.5 and high == 0.5  # constant difference: no spread, whatever the resample
+    mean, low, high = paired_difference(a, a - 0.5)
+    assert mean == 0.5 and low == 0.5 and high == 0.5  # constant difference: no spread
     assert is_tie(a, a)
     assert not is_tie(a, a - 0.5)
     with pytest.raises(ValueError, match="same items"):
-        paired_difference_ci(a, a[:3])
+        paired_difference(a, a[:3])
+
+
+def test_jackknife_groups_interleave_and_pseudo_values_remove_a_degree_two_bias():
+    groups = jackknife_groups(40, max_groups=16)
+    assert len(groups) == 16 and groups[0].tolist() == [0, 16, 32] and groups[15].tolist() == [15, 31]
+    x = np.arange(6, dtype=float)[:, None]
+    # the plug-in variance (ddof 0) is biased by (n - 1) / n; leave-one-out pseudo-values average to the unbiased one
+    pseudo = pseudo_values(x, lambda rows: float(rows.var()), max_groups=6)
+    assert pseudo.mean() == pytest.approx(np.var(np.arange(6), ddof=1))
 
 
 def test_item_metric_is_independent_of_batching_and_duplicates():
@@ -59,15 +72,16 @@ def test_item_metric_rejects_nan_and_empty():
 
 def test_one_item_summarizes_as_a_set_of_one():
     """torchmetrics squeezes a one-element compute() to a scalar; a class with one test seed must still summarize
-    (its CI has zero width), per-item and set-level alike."""
+    (with no interval, and a note saying why), per-item and set-level alike."""
     from vismech.metrics.generation import FairnessDiscrepancy
 
     metric = Accuracy()
     metric.update(torch.tensor([7]), torch.tensor([1.0]))
     summary = metric.summarize()
-    assert (summary["value"], summary["ci_low"], summary["ci_high"], summary["n"]) == (1.0, 1.0, 1.0, 1)
+    assert (summary["value"], summary["ci_low"], summary["ci_high"], summary["n"]) == (1.0, None, None, 1)
     assert summary["item_ids"] == [7] and summary["item_values"] == [1.0]
     fd = FairnessDiscrepancy(target=[0.5, 0.5])
     fd.update(torch.tensor([7]), torch.tensor([[1.0, 0.0]]))
-    summary = fd.summarize(resamples=10)
-    assert summary["value"] == pytest.approx(0.5 ** 0.5) == summary["ci_low"] == summary["ci_high"]
+    summary = fd.summarize()
+    assert summary["value"] == pytest.approx(0.5 ** 0.5) == summary["plugin_value"]
+    assert summary["ci_low"] is None and "one item" in summary["ci_note"]

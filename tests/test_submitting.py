@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vismech import cli, leaderboard
-from vismech.verify import load_verification, verification_path
+from vismech.verification_file import load_verification, verification_path
 
 from conftest import install_package
 
@@ -51,6 +51,7 @@ def test_template_to_verified_leaderboard_row(contributed, workspace, tmp_path, 
     out = capsys.readouterr().out
     assert "skipped (set-level, not reproducible on a subset): path_consistency@0" in out
     assert "VERIFIED on first 3 items" in out
+    assert load_verification(path).items == "all"  # the partial check did not replace the full verification
 
     # an edited claim is no longer the verified file, and its re-run does not match
     data = json.loads(path.read_text())

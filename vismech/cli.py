@@ -12,7 +12,7 @@ import sys
 from importlib.resources import files
 from pathlib import Path
 
-from .errors import UnknownNameError, VismechError
+from .errors import UnknownNameError, VismechError, from_os_error
 
 USAGE = """usage: vismech COMMAND [ARGS]
 
@@ -20,10 +20,11 @@ commands:
   run [-m] [KEY=VALUE ...]     run a benchmark (Hydra overrides, e.g. task=... method=... model=...; -m sweeps)
   list [tasks|methods|models|metrics]
                                what is registered, one line each
-  leaderboard [--results DIR] [--out FILE] [--check]
-                               regenerate leaderboard.md from result records
-  validate RECORD.json ...     check result records against the schema
-  verify [--limit N] RECORD.json ...
+  leaderboard [--results DIR] [--out FILE] [--site DIR] [--no-site] [--cache DIR] [--check]
+                               regenerate leaderboard.md and the static site (docs/leaderboard/) from result records
+  validate RECORD.json|FOLDER ...
+                               check result records: schema, and summaries recomputed from their items
+  verify [--limit N] RECORD.json|FOLDER ...
                                re-run each record's config and check its numbers (exit 1 on a mismatch)
   cache ls | cache gc [--older-than DAYS] [--all]
                                the generated-image cache: size, and clean-up of unfinished writes or old images
@@ -71,7 +72,7 @@ def check_overrides(args: list[str]) -> None:
                 raise UnknownNameError(match["key"], value, options)
 
 
-def check_composition(args: list[str]) -> None:
+def check_composition(args: list[str]):
     """Compose the config once before Hydra runs, so that a bad override is one line and exit code 2.
 
     Sweeps are checked with their first value (group choices were all checked above); `hydra.*` keys only exist
@@ -100,7 +101,7 @@ def check_composition(args: list[str]) -> None:
         single.append(raw)
     with initialize_config_dir(str(config_dir()), version_base="1.3", job_name="check"):
         try:
-            compose("config", overrides=single)
+            return compose("config", overrides=single)
         except (HydraException, OmegaConfBaseException) as exc:
             raise VismechError(f"bad override: {one_line(exc)}") from None
 
@@ -122,22 +123,36 @@ def _store_plugin_method_configs() -> None:
 def cmd_run(args: list[str]) -> int:
     import hydra
 
+    from .runner import preflight
+
     check_overrides(args)
     _store_plugin_method_configs()
-    check_composition(args)
+    composed = check_composition(args)
+    preflight(composed)  # before Hydra makes a run folder: a user error leaves nothing behind
+    runs = Path(composed.paths.runs_dir).absolute()
+    runs_existed = runs.exists()
+    failed: list[Path] = []
 
     def task_function(cfg) -> None:
+        from .results import format_estimate
         from .runner import execute
 
         try:
-            outcome = execute(cfg)
-        except VismechError as exc:
-            print(f"vismech: error: {exc}", file=sys.stderr)
+            outcome = execute(cfg, results_checked=cfg.paths.results_dir == composed.paths.results_dir)
+        except (VismechError, OSError) as exc:
+            error = exc if isinstance(exc, VismechError) else from_os_error(exc)
+            if error is None:
+                raise
+            failed.append(_hydra_output_dir())
+            print(f"vismech: error: {error}", file=sys.stderr)
             sys.exit(2)
         if outcome is not None:
-            head = outcome.record.headline_point().metrics[outcome.record.primary_metric]
-            print(f"{outcome.record.method.name}: {head.name} = {head.value:.4f} "
-                  f"[{head.ci_low:.4f}, {head.ci_high:.4f}] -> {outcome.path}")
+            point = outcome.record.headline_point()
+            if point is None:
+                print(f"{outcome.record.method.name}: no point within budget -> {outcome.path}")
+            else:
+                head = point.metrics[outcome.record.primary_metric]
+                print(f"{outcome.record.method.name}: {head.name} = {format_estimate(head)} -> {outcome.path}")
 
     main = hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(task_function)
     saved = sys.argv
@@ -149,7 +164,31 @@ def cmd_run(args: list[str]) -> int:
         main()
     finally:
         sys.argv = saved
+        for folder in failed:
+            _drop_run_folder(folder, runs, runs_existed)
     return 0
+
+
+def _hydra_output_dir() -> Path | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir).absolute() if HydraConfig.initialized() else None
+
+
+def _drop_run_folder(folder: Path | None, runs: Path, runs_existed: bool) -> None:
+    """A run that stopped on a user error leaves no run folder: its logs, and the folders above it that it alone
+    made, up to `paths.runs_dir` (kept when it was there before)."""
+    import contextlib
+    import shutil
+
+    if folder is None or not folder.is_relative_to(runs):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    for parent in folder.parents:
+        if not parent.is_relative_to(runs) or (parent == runs and runs_existed):
+            break
+        with contextlib.suppress(OSError):
+            parent.rmdir()  # only when empty
 
 
 def cmd_list(args: list[str]) -> int:
@@ -178,52 +217,95 @@ def cmd_leaderboard(args: list[str]) -> int:
 
     parser = ArgumentParser(prog="vismech leaderboard")
     parser.add_argument("--results", default="results", help="folder of result records (default: results)")
-    parser.add_argument("--out", default="leaderboard.md", help="file to write (default: leaderboard.md)")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file is out of date, write nothing")
+    parser.add_argument("--out", default=None,
+                        help="file to write (default: leaderboard.md beside the results folder)")
+    parser.add_argument("--site", default=None,
+                        help=f"folder of the static site to write (default: {SITE} beside the --out file)")
+    parser.add_argument("--no-site", action="store_true", help="write leaderboard.md only")
+    parser.add_argument("--cache", default=".vismech-cache",
+                        help="cache folder whose generated images become the site's thumbnails (default: .vismech-cache)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the file or site is out of date, write nothing")
     opts = parser.parse_args(args)
-    text = leaderboard.render(leaderboard.collect(opts.results))
-    out = Path(opts.out)
+    board = leaderboard.collect(opts.results)
+    # another folder's board goes beside it, never over this checkout's leaderboard.md
+    out = Path(opts.out) if opts.out is not None else Path(opts.results).parent / "leaderboard.md"
+    files = leaderboard.outputs(board, out)
+    site_dir = None if opts.no_site else Path(opts.site) if opts.site else out.parent / SITE
+    site = _site(board, site_dir, opts.cache) if site_dir is not None else None
+    pictures = f"{len(files) - 1} pictures" + ("" if site is None else f" and {site_dir}")
     if opts.check:
-        current = out.read_text() if out.is_file() else ""
-        if current != text:
-            print(f"{out} is out of date: run `vismech leaderboard`", file=sys.stderr)
-            return 1
-        print(f"{out} is up to date")
-        return 0
-    from .io import atomic_write_text
+        from .site import stale
 
-    atomic_write_text(out, text)
-    print(f"wrote {out}")
+        differ = [str(p) for p, text in files.items() if not p.is_file() or p.read_text() != text]
+        differ += [f"{site_dir}/{name}" for name in stale(site, site_dir)] if site is not None else []
+        if differ:
+            print(f"out of date: {', '.join(differ[:5])}{' ...' if len(differ) > 5 else ''}: run "
+                  f"`vismech leaderboard`", file=sys.stderr)
+            return 1
+        print(f"{out} and its {pictures} are up to date")
+        return 0
+    leaderboard.write_files(files)
+    if site is not None:
+        from .site import write
+
+        write(site, site_dir)
+    print(f"wrote {out} and its {pictures}" + ("" if site is None else
+                                               f" ({len(site.files)} files, {site.size() / 2**20:.1f} MiB)"))
     return 0
 
 
+SITE = "docs/leaderboard"
+
+
+def _site(board, folder: Path, cache: str):
+    """The site of `board`; thumbnails come from the cache, else from the site in `folder` that it replaces."""
+    from .site import build
+
+    pictures = Path("docs/img")
+    return build(board, cache_dir=cache, previous=folder, pictures=pictures if pictures.is_dir() else None)
+
+
 def cmd_validate(args: list[str]) -> int:
-    from .results import load_record
+    from .results import expand_record_paths, load_record
 
     if not args:
-        raise VismechError("validate needs at least one RECORD.json")
-    for path in args:
+        raise VismechError("validate needs at least one RECORD.json (or a folder of them)")
+    for path in expand_record_paths(args):
         record = load_record(path)
         print(f"{path}: valid (schema {record.schema_version}, task {record.task}, method {record.method.name})")
     return 0
 
 
 def cmd_verify(args: list[str]) -> int:
-    from .verify import table, verify
+    import time
 
-    parser = ArgumentParser(prog="vismech verify", description="re-run a record's config and check its numbers")
-    parser.add_argument("records", nargs="+", metavar="RECORD.json")
+    from .results import expand_record_paths, load_record
+    from .verify import check_rerunnable, table, verify
+
+    parser = ArgumentParser(prog="vismech verify", description="re-run records' configs and check their numbers")
+    parser.add_argument("records", nargs="+", metavar="RECORD.json|FOLDER")
     parser.add_argument("--limit", type=int, default=None,
                         help="re-run only the first N items (set-level metrics are then skipped)")
     opts = parser.parse_args(args)
     if opts.limit is not None and opts.limit < 1:
         raise VismechError(f"--limit must be >= 1, got {opts.limit}")
-    failed = 0
-    for path in opts.records:
-        result = verify(path, limit=opts.limit)
+    paths = expand_record_paths(opts.records)
+    for path in paths:  # every record is read and checked before the first re-run
+        check_rerunnable(path, load_record(path))
+    failed = []
+    for path in paths:
+        started = time.perf_counter()
+        result, written = verify(path, limit=opts.limit)
         print(f"{path}:\n{table(result)}")
-        failed += not result.passed
-    _refresh_leaderboard(opts.records)
+        if not written:
+            print("a full verification of this record is kept; this partial check was not written over it")
+        print(f"({time.perf_counter() - started:.1f} s)")
+        if not result.passed:
+            failed.append(path)
+    if len(paths) > 1:
+        print(f"verified {len(paths) - len(failed)} of {len(paths)} records" +
+              (f"; MISMATCH: {', '.join(map(str, failed))}" if failed else ""))
+    _refresh_leaderboard([str(p) for p in paths])
     return 1 if failed else 0
 
 
@@ -234,6 +316,10 @@ def _refresh_leaderboard(record_paths: list[str]) -> None:
     results, board = Path("results").resolve(), Path("leaderboard.md")
     if board.is_file() and all(Path(p).resolve().is_relative_to(results) for p in record_paths):
         leaderboard.write(results, board)
+        if (Path(SITE) / "index.html").is_file():
+            from .site import write
+
+            write(_site(leaderboard.collect(results), Path(SITE), ".vismech-cache"), SITE)
 
 
 def cmd_cache(args: list[str]) -> int:
@@ -246,6 +332,8 @@ def cmd_cache(args: list[str]) -> int:
                         help="gc: also delete images not read for DAYS days")
     parser.add_argument("--all", action="store_true", help="gc: delete every cached image")
     opts = parser.parse_args(args)
+    if Path(opts.dir).exists() and not Path(opts.dir).is_dir():
+        raise VismechError(f"--dir '{opts.dir}' is a file; give the cache folder (default: .vismech-cache)")
     cache = GenerationCache(opts.dir)
     if opts.action == "gc":
         if opts.older_than is not None and opts.older_than < 0:
@@ -321,6 +409,12 @@ def main(argv: list[str] | None = None) -> int:
     except VismechError as exc:
         print(f"vismech: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a full disk or a read-only folder anywhere: one line naming the path
+        error = from_os_error(exc)
+        if error is None:
+            raise
+        print(f"vismech: error: {error}", file=sys.stderr)
+        return error.exit_code
     except SystemExit as exc:  # Hydra and argparse exit this way; keep their codes for in-process callers
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
 

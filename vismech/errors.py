@@ -18,6 +18,18 @@ class UnknownNameError(VismechError):
         super().__init__(f"unknown {kind} '{name}'; known {kind}s: {listed}")
 
 
+def from_os_error(exc: OSError) -> VismechError | None:
+    """A full disk or a folder that cannot be written, as one line naming the path; None for other OS errors
+    (those are bugs or states the user cannot fix by another value, and keep their traceback)."""
+    import errno
+
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+        return None
+    where = exc.filename if exc.filename is not None else "an output file"
+    fix = "free space there" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "give a writable folder"
+    return VismechError(f"cannot write '{where}': {exc.strerror}; {fix}")
+
+
 def check_finite(name: str, value: float) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise VismechError(f"{name} must be a finite number, got {value!r}")

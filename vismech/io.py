@@ -86,6 +86,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     parent = _writable_parent(path)
     remove_stale_temporaries(path)
+    try:
+        return _write_bytes(path, parent, data)
+    except OSError as exc:
+        if exc.filename is None:  # a full disk says so on write or fsync, without naming what was being written
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
+
+
+def _write_bytes(path: Path, parent: Path, data: bytes) -> Path:
     fd, tmp = tempfile.mkstemp(dir=parent, prefix=_temp_prefix(path), suffix=TEMP_SUFFIX)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; a result should read like any other file

@@ -24,15 +24,21 @@ def wandb_logger(**kwargs):
     return WandbLogger(**kwargs)
 
 
-def close(loggers: list, record_path=None) -> None:
-    """End each logger's run; W&B gets the result record as a file of the run and is finished (writes its summary)."""
+def close(loggers: list, record_path=None, *, failed: bool = False) -> None:
+    """End each logger's run, after a success or a failure alike. W&B gets the result record as a file of the run
+    and is finished (its summary written; exit code 1 marks a failed run); a run that never started is left alone.
+    The others are finalized with the run's status (CSV writes the rows it still holds)."""
     from lightning.pytorch.loggers import WandbLogger
 
     for lg in loggers:
         if isinstance(lg, WandbLogger):
+            if getattr(lg, "_experiment", None) is None:  # nothing was logged: starting a run to end it helps no one
+                continue
             if record_path is not None:
                 lg.experiment.save(str(record_path), base_path=str(Path(record_path).parent), policy="now")
-            lg.experiment.finish()
+            lg.experiment.finish(exit_code=1 if failed else 0)
+        else:
+            lg.finalize("failed" if failed else "success")
 
 
 def save_artifacts(artifacts: dict, folder: Path, loggers: list) -> list[Path]:

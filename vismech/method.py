@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from .code_digest import code_digest, distribution_of
 from .config import typed_config
 from .edit import Edit
 from .errors import VismechError, check_range
@@ -47,6 +48,21 @@ class Method(ABC):
 
     def config_digest(self) -> str:
         return hashlib.sha256(json.dumps(self.config_dict(), sort_keys=True).encode()).hexdigest()
+
+    @classmethod
+    def code_identity(cls) -> dict[str, str | None]:
+        """What identifies the code of this method's fit and edit: a digest of its modules' source, and for a
+        plugin its distribution and version. Part of every cache key of its findings, images and progress."""
+        try:
+            source = METHODS.entry(cls.name).source
+        except VismechError:  # a method class used without the registry (a test, a script): its code still counts
+            source = "vismech"
+        dist, dist_version = distribution_of(source)
+        return {"code": code_digest(cls), "distribution": dist, "distribution_version": dist_version}
+
+    def check_subject(self, subject: Subject, task: str) -> None:
+        """Refuse, before the fit, a config the subject cannot take (a top_k beyond a layer's width); the default
+        accepts every subject."""
 
     def check_strength(self, strength: float) -> float:
         low, high = self.strength_range

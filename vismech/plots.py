@@ -75,3 +75,51 @@ def image_grid(columns: Sequence[tuple[str, torch.Tensor]], rows: Sequence[str],
                 ax.set_ylabel(rows[r], fontsize=6, rotation=0, ha="right", va="center")
     figure.suptitle(title, fontsize=9)
     return figure
+
+
+def tradeoff_svg(records: Sequence, x_metric: str | None = None) -> str:
+    """Every record's sweep of one leaderboard table as a curve: the primary metric (with its intervals) against
+    `x_metric` (a quality metric, with its intervals) or the strength; each headline point starred. SVG with fixed
+    ids and no date, so the same records give the same bytes."""
+    import matplotlib
+
+    first = records[0]
+    primary = first.primary_metric
+    figure = Figure(figsize=(6.4, 4.2))
+    ax = figure.subplots()
+    for r in records:
+        def coords(point, strength):
+            y = point.metrics[primary]
+            if x_metric is None or x_metric not in point.metrics:
+                return strength, None, y
+            return point.metrics[x_metric].value, point.metrics[x_metric], y
+
+        xs, ys, xerr, yerr = [], [], [[], []], [[], []]
+        for point in sorted(r.sweep, key=lambda p: p.strength):
+            x, xm, y = coords(point, point.strength)
+            xs.append(x)
+            ys.append(y.value)
+            for err, m, v in ((xerr, xm, x), (yerr, y, y.value)):
+                low = v if m is None or m.ci_low is None else m.ci_low
+                high = v if m is None or m.ci_high is None else m.ci_high
+                err[0].append(v - low)
+                err[1].append(high - v)
+        label = f"{r.method.name} {r.method.config_digest[:6]}" + (" (control)" if r.method.control else "")
+        line = ax.errorbar(xs, ys, xerr=xerr if x_metric else None, yerr=yerr, marker="o", ms=3, lw=1, capsize=2,
+                           label=label)
+        head = r.headline_point()
+        if head is not None:
+            x, _, y = coords(head, r.headline.strength)
+            ax.plot([x], [y.value], marker="*", ms=12, color=line.lines[0].get_color(), mec="black", mew=0.5,
+                    ls="none")
+    m = first.sweep[0].metrics[primary]
+    ax.set(xlabel=x_metric or "strength", ylabel=f"{primary} ({m.direction} is better)",
+           title=f"{first.subject.track} · {first.task} · {first.subject.id}: ★ headline point, bars 95% intervals")
+    ax.title.set_fontsize(8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, loc="best")
+    figure.tight_layout()
+    out = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": "vismech", "svg.fonttype": "path"}):
+        figure.savefig(out, format="svg", metadata={"Date": None})
+    return out.getvalue()

@@ -24,16 +24,24 @@ class Entry(Generic[T]):
     source: str  # "vismech" for built-ins, else the distribution that registered it
 
 
+def _describe(obj: Any) -> str:
+    if isinstance(obj, type):
+        return f"class {obj.__module__}.{obj.__qualname__}"
+    return f"{type(obj).__name__} {getattr(obj, '__qualname__', None) or repr(obj)[:60]}"
+
+
 def _summary(obj: Any) -> str:
     doc = (getattr(obj, "__doc__", None) or "").strip()
     return doc.splitlines()[0] if doc else ""
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, builtin_modules: tuple[str, ...], entry_point_group: str | None = None):
+    def __init__(self, kind: str, builtin_modules: tuple[str, ...], entry_point_group: str | None = None,
+                 plugin_base: str | None = None):
         self.kind = kind
         self._builtin_modules = builtin_modules
         self._group = entry_point_group
+        self._plugin_base = plugin_base  # "module:Class" every plugin entry must subclass (imported on first use)
         self._entries: dict[str, Entry[T]] = {}
         self._loaded_builtins = False
         self._loaded_plugins = False
@@ -74,7 +82,23 @@ class Registry(Generic[T]):
                     f"plugin {self.kind} '{ep.name}' ({ep.value}) failed to import: {type(exc).__name__}: {exc}"
                 ) from exc
             dist = ep.dist.name if ep.dist is not None else ep.value.split(":")[0]
+            self.check_plugin(ep.name, ep.value, dist, obj)
             self.add(ep.name, obj, source=dist)
+
+    def check_plugin(self, name: str, value: str, dist: str, obj: Any) -> None:
+        """An entry point must name a subclass of the plugin base whose `name` is the entry point's: anything else
+        would fail later, deep inside a run, far from the package that is wrong."""
+        if self._plugin_base is None:
+            return
+        module, _, attr = self._plugin_base.partition(":")
+        base = getattr(importlib.import_module(module), attr)
+        where = f"entry point '{name} = {value}' of distribution '{dist}' (group {self._group})"
+        if not (isinstance(obj, type) and issubclass(obj, base)):
+            raise VismechError(f"{where} names {_describe(obj)}, not a subclass of {module}.{attr}; point it at "
+                               f"your {self.kind} class")
+        if getattr(obj, "name", None) != name:
+            raise VismechError(f"{where} names class {obj.__qualname__} whose name is {getattr(obj, 'name', None)!r}; "
+                               f"the entry point's name and the class's `name` must agree")
 
     def refresh(self) -> None:
         """Look for entry points again (after a plugin was installed into the running interpreter)."""
@@ -107,6 +131,7 @@ class Registry(Generic[T]):
 
 
 TASKS: Registry = Registry("task", ("vismech.benchmarks",))
-METHODS: Registry = Registry("method", ("vismech.methods",), entry_point_group="vismech.methods")
+METHODS: Registry = Registry("method", ("vismech.methods",), entry_point_group="vismech.methods",
+                             plugin_base="vismech.method:Method")
 MODELS: Registry = Registry("model", ("vismech.zoo", "vismech.models"))
 METRICS: Registry = Registry("metric", ("vismech.metrics",))

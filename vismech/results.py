@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import subprocess
 from datetime import datetime, timezone
@@ -14,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import VismechError
 from .io import atomic_write_text
+from .stats import TRANSFORMS, Estimate, mean_estimate, pseudo_estimate
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: intervals may be absent (with a note), set-level pseudo-values, interpolated headlines
 LIBRARIES = ("vismech", "torch", "torchvision", "lightning", "torchmetrics", "timm", "diffusers", "transformers",
              "open_clip_torch", "torch-fidelity", "safetensors", "numpy", "hydra-core", "pydantic")
 
@@ -25,28 +27,55 @@ class _Strict(BaseModel):
 
 
 class MetricResult(_Strict):
+    """One metric at one sweep point: its estimate and interval (vismech.stats), and what pairs it with another
+    record on the same items: per-item values, or a set-level statistic's jackknife pseudo-values."""
+
     name: str
     value: float
-    ci_low: float
-    ci_high: float
+    ci_low: float | None  # None where no honest interval exists at this n; `ci_note` says why
+    ci_high: float | None
     ci_level: float = Field(gt=0, lt=1)
+    ci_method: str = "t"
+    ci_note: str | None = None
     n: int = Field(ge=1)
     direction: Literal["higher", "lower"]
     units: str
     fingerprint: str
     fingerprint_items: dict[str, Any]
-    item_ids: list[int] | None = None  # per-item values make paired comparisons between records possible
-    item_values: list[float] | None = None
+    item_ids: list[int] | None = None  # the items, in id order
+    item_values: list[float] | None = None  # per-item metrics: one value per item
+    pseudo_values: list[float] | None = None  # set-level metrics: one per jackknife group (vismech.stats)
+    plugin_value: float | None = None  # set-level metrics: the statistic as the papers compute it on all items
+    transform: Literal["identity", "sqrt"] = "identity"  # value = transform(mean of the pseudo-values)
 
     @model_validator(mode="after")
     def _consistent(self) -> "MetricResult":
-        if not self.ci_low <= self.value <= self.ci_high:
+        if (self.ci_low is None) != (self.ci_high is None):
+            raise ValueError(f"metric '{self.name}': ci_low and ci_high come together")
+        if self.ci_low is None and not self.ci_note:
+            raise ValueError(f"metric '{self.name}': a metric without an interval says why (ci_note)")
+        if self.ci_low is not None and not self.ci_low <= self.value <= self.ci_high:
             raise ValueError(f"metric '{self.name}': value {self.value} lies outside its CI [{self.ci_low}, {self.ci_high}]")
-        if (self.item_ids is None) != (self.item_values is None):
-            raise ValueError(f"metric '{self.name}': item_ids and item_values come together")
-        if self.item_ids is not None and not len(self.item_ids) == len(self.item_values) == self.n:
-            raise ValueError(f"metric '{self.name}': n={self.n} but {len(self.item_ids)} ids and {len(self.item_values)} values")
+        if self.item_values is not None and self.item_ids is None:
+            raise ValueError(f"metric '{self.name}': item_values need their item_ids")
+        if self.item_values is not None and self.pseudo_values is not None:
+            raise ValueError(f"metric '{self.name}': per-item values and pseudo-values exclude each other")
+        if self.item_ids is not None and len(self.item_ids) != self.n:
+            raise ValueError(f"metric '{self.name}': n={self.n} but {len(self.item_ids)} ids")
+        if self.item_values is not None and len(self.item_values) != self.n:
+            raise ValueError(f"metric '{self.name}': n={self.n} but {len(self.item_values)} values")
         return self
+
+    def paired_values(self) -> list[float] | None:
+        """What a paired comparison with another record on the same items reads: item or pseudo-values."""
+        return self.item_values if self.item_values is not None else self.pseudo_values
+
+
+def format_estimate(m: MetricResult, digits: int = 4) -> str:
+    """`value [low, high]`, or the value and "(no interval)" where none is honest."""
+    if m.ci_low is None:
+        return f"{m.value:.{digits}f} (no interval)"
+    return f"{m.value:.{digits}f} [{m.ci_low:.{digits}f}, {m.ci_high:.{digits}f}]"
 
 
 class SweepPoint(_Strict):
@@ -61,6 +90,11 @@ class MethodInfo(_Strict):
     config: dict[str, Any]
     config_digest: str
     finding_digest: str
+    # digest of the source of the method's modules, and a plugin's distribution and version (None: built in);
+    # optional, so records made before they were kept still validate
+    code_digest: str | None = None
+    distribution: str | None = None
+    distribution_version: str | None = None
 
 
 class SubjectInfo(_Strict):
@@ -111,12 +145,20 @@ class Provenance(_Strict):
 
 
 class Headline(_Strict):
+    """The point a method is ranked at. A trade-off task reads it off the sweep's piecewise-linear curve at its
+    quality budget: `between` names the two sweep points and `weight` the share of the second, and `metrics` holds
+    every metric interpolated there. `status` "no point within budget": no edited point meets the budget."""
+
     strength: float
     rule: str  # how the headline point was chosen from the sweep
+    status: Literal["sweep point", "interpolated", "no point within budget"] = "sweep point"
+    between: tuple[float, float] | None = None
+    weight: float | None = Field(default=None, ge=0, le=1)
+    metrics: dict[str, MetricResult] | None = None
 
 
 class ResultRecord(_Strict):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     task: str
     benchmark_version: str
     primary_metric: str
@@ -136,18 +178,27 @@ class ResultRecord(_Strict):
         strengths = [p.strength for p in self.sweep]
         if len(set(strengths)) != len(strengths):
             raise ValueError(f"sweep has repeated strengths: {strengths}")
-        if self.headline.strength not in strengths:
-            raise ValueError(f"headline strength {self.headline.strength} is not in the sweep {strengths}")
+        h = self.headline
+        if h.status == "sweep point" and h.strength not in strengths:
+            raise ValueError(f"headline strength {h.strength} is not in the sweep {strengths}")
+        if h.status == "interpolated" and (h.between is None or h.weight is None or h.metrics is None
+                                           or not set(h.between) <= set(strengths)):
+            raise ValueError(f"interpolated headline needs two sweep strengths of {strengths}, a weight and metrics")
         for point in self.sweep:
             if self.primary_metric not in point.metrics:
                 raise ValueError(f"primary metric '{self.primary_metric}' missing at strength {point.strength}")
         return self
 
-    def headline_point(self) -> SweepPoint:
+    def headline_point(self) -> SweepPoint | None:
+        """The metrics the record is ranked by; None when no point is within the task's budget."""
+        if self.headline.status == "no point within budget":
+            return None
+        if self.headline.metrics is not None:
+            return SweepPoint(strength=self.headline.strength, metrics=self.headline.metrics)
         return next(p for p in self.sweep if p.strength == self.headline.strength)
 
     def fingerprints(self) -> dict[str, str]:
-        return {name: m.fingerprint for name, m in sorted(self.headline_point().metrics.items())}
+        return {name: m.fingerprint for name, m in sorted(self.sweep[0].metrics.items())}
 
     def task_digest(self) -> str:
         """Hash of the task config that made the record, but its batch size (values do not depend on it): runs of one
@@ -206,6 +257,10 @@ def load_record(path: str | Path) -> ResultRecord:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise VismechError(f"result record '{path}' does not exist") from None
+    except IsADirectoryError:
+        raise VismechError(f"result record '{path}' is a folder; give a record file (*.json)") from None
+    except OSError as exc:
+        raise VismechError(f"result record '{path}' cannot be read ({exc.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise VismechError(f"result record '{path}' is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -214,12 +269,80 @@ def load_record(path: str | Path) -> ResultRecord:
         raise VismechError(f"result record '{path}' has schema_version {data.get('schema_version')!r}; "
                            f"this vismech reads {SCHEMA_VERSION}")
     try:
-        return ResultRecord.model_validate(data)
+        record = ResultRecord.model_validate(data)
     except ValidationError as exc:
         raise VismechError(f"result record '{path}' is invalid: {_first_error(exc)}") from None
+    problem = summary_mismatch(record)
+    if problem:
+        raise VismechError(f"result record '{path}' does not match its own items: {problem}")
+    return record
+
+
+# a summary recomputed from the same item values differs from the stored one by float noise at most
+SUMMARY_TOLERANCE = 1e-9
+
+
+def summary_mismatch(record: ResultRecord) -> str | None:
+    """The first metric whose stored summary its own values do not give, or None.
+
+    A per-item metric's value and interval are what `stats.mean_estimate` gives on its item values, and a
+    jackknifed set-level metric's what `stats.pseudo_estimate` gives on its pseudo-values: the calls the metrics'
+    `summarize` makes, so a record cannot claim numbers its items do not hold. A set-level metric with another
+    interval (FD's score interval, made from rows the record does not keep) must be finite and inside it."""
+    points = [(f"at strength {p.strength:g}", p.metrics) for p in record.sweep]
+    if record.headline.metrics is not None:
+        points.append(("at the headline", record.headline.metrics))
+    for at, metrics in points:
+        for name, m in metrics.items():
+            where = f"metric '{name}' {at}"
+            bounds = [v for v in (m.value, m.ci_low, m.ci_high) if v is not None]
+            if not all(math.isfinite(v) for v in bounds):
+                return f"{where} has a non-finite value or interval bound"
+            values = m.paired_values()
+            if values is not None and not all(math.isfinite(v) for v in values):
+                return f"{where} has a non-finite item value"
+            if m.item_values is not None:
+                recomputed = mean_estimate(m.item_values, m.ci_level)
+            elif m.pseudo_values is not None and m.ci_method == "jackknife-t":
+                recomputed = pseudo_estimate(m.pseudo_values, TRANSFORMS[m.transform], m.ci_level)
+            else:
+                continue
+            problem = _differs(m, recomputed, len(values))
+            if problem:
+                return f"{where} {problem}"
+    return None
+
+
+def _differs(m: MetricResult, recomputed: Estimate, count: int) -> str | None:
+    for label, stored, again in (("value", m.value, recomputed.value), ("ci_low", m.ci_low, recomputed.low),
+                                 ("ci_high", m.ci_high, recomputed.high)):
+        if (stored is None) != (again is None) or (
+                stored is not None and not math.isclose(stored, again, rel_tol=SUMMARY_TOLERANCE,
+                                                        abs_tol=SUMMARY_TOLERANCE)):
+            return f"stores {label} {stored!r}, but its {count} values give {again!r}"
+    return None
+
+
+def record_files(folder: str | Path) -> list[Path]:
+    """Every record file under the folder; `vismech verify`'s outcomes beside them are not records."""
+    return [p for p in sorted(Path(folder).rglob("*.json")) if not p.name.endswith(".verification.json")]
+
+
+def expand_record_paths(paths: list[str | Path]) -> list[Path]:
+    """Record paths as given, with each folder replaced by the records under it (one error if it holds none)."""
+    found: list[Path] = []
+    for given in map(Path, paths):
+        if given.is_dir():
+            inside = record_files(given)
+            if not inside:
+                raise VismechError(f"folder '{given}' holds no result record (*.json); give records or a folder "
+                                   f"of them")
+            found += inside
+        else:
+            found.append(given)
+    return found
 
 
 def load_records(results_dir: str | Path) -> list[tuple[Path, ResultRecord]]:
-    """Every record under the folder; `vismech verify`'s outcomes beside them are not records."""
-    root = Path(results_dir)
-    return [(p, load_record(p)) for p in sorted(root.rglob("*.json")) if not p.name.endswith(".verification.json")]
+    """Every record under the folder, each validated (summaries recomputed from its items)."""
+    return [(p, load_record(p)) for p in record_files(results_dir)]

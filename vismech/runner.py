@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from . import leaderboard
 from .cost import Stopwatch, peak_memory_mb
+from .code_digest import code_digest
 from .config import typed_config
 from .errors import VismechError
 from .loggers import close as close_loggers, save_artifacts
@@ -78,41 +79,134 @@ def _loggers(cfg: DictConfig) -> list:
     return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
 
 
-def execute(cfg: DictConfig) -> RunOutcome | None:
-    """Run the configured benchmark; returns the record on rank zero (None on other ranks)."""
+MAX_SEED = 2**63 - 1
+
+
+@dataclass
+class Plan:
+    """What a run will do, checked before any work: the task, its typed config, the method and the sweep."""
+    task: Any
+    task_cfg: Any
+    method: Any
+    strengths: list[float]
+    seed: int
+    board: Path | None
+
+
+def board_path(cfg: DictConfig) -> Path | None:
+    """Where the run's leaderboard goes: a relative `paths.leaderboard` lies beside the results folder, so the board
+    of another results folder never replaces this checkout's leaderboard.md."""
+    board = cfg.paths.get("leaderboard")
+    if not board:
+        return None
+    board = Path(board)
+    return board if board.is_absolute() else Path(cfg.paths.results_dir).parent / board
+
+
+def preflight(cfg: DictConfig, check_results: bool = True) -> Plan:
+    """Every check that needs no model: names, values, output folders and (`check_results`) the results folder's
+    records. The CLI calls it before Hydra makes a run folder; `execute` calls it again for in-process callers."""
+    task = TASKS.get(cfg.task.name)
+    MODELS.get(cfg.model.name)
+    seed = cfg.seed
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise VismechError(f"seed must be an integer, got {seed!r}")
+    if not 0 <= seed <= MAX_SEED:
+        raise VismechError(f"seed must be in [0, 2**63-1], got {seed}")
+    for key, value in _plain(cfg.model.get("params")).items():
+        if isinstance(value, str) and not value.strip():
+            raise VismechError(f"model.params.{key} is an empty string; give a path or null for the default")
+    task_cfg = typed_config(task.Config, _plain(cfg.task), f"task '{task.name}'")
+    method = build_method(cfg.method.name, _plain(cfg.method.get("config")), seed=seed, task=task.name)
+    strengths = [task.check_strength(method, s) for s in task_cfg.strengths]
+    board = board_path(cfg)
+    check_output_folder("paths.results_dir", cfg.paths.results_dir)
+    check_output_folder("paths.cache_dir", cfg.paths.cache_dir)
+    check_output_folder("paths.runs_dir", cfg.paths.runs_dir)
+    if board is not None:
+        check_output_folder("paths.leaderboard", board.parent)
+    # a record the board cannot read stops the run before it writes one
+    if check_results and Path(cfg.paths.results_dir).is_dir():
+        leaderboard.collect(cfg.paths.results_dir)
+    return Plan(task, task_cfg, method, strengths, seed, board)
+
+
+def _finite_finding(finding, method_name: str) -> None:
+    """A fit that gives NaN or inf is the method's failure, named; the finding is never stored."""
+    import math
+
+    bad = [k for k, t in finding.tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+
+    def walk(node, where):
+        if isinstance(node, float) and not math.isfinite(node):
+            bad.append(where)
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{where}.{k}")
+        elif isinstance(node, (list, tuple)):
+            for i, v in enumerate(node):
+                walk(v, f"{where}[{i}]")
+
+    walk(finding.meta, "meta")
+    if bad:
+        raise VismechError(f"method '{method_name}' produced a finding with non-finite values (NaN or inf) in "
+                           f"{', '.join(sorted(bad)[:3])}; it was not stored")
+
+
+def execute(cfg: DictConfig, results_checked: bool = False) -> RunOutcome | None:
+    """Run the configured benchmark; returns the record on rank zero (None on other ranks). `results_checked`: the
+    caller has just read every record of the results folder (the CLI, before Hydra started)."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # device banners and tips
     # under DDP: padded samples are dropped by item id, and the logged values are already synced summaries
     warnings.filterwarnings("ignore", message=r".*Using `DistributedSampler` with the dataloaders.*")
     warnings.filterwarnings("ignore", message=r".*sync_dist=True.*when logging on epoch level.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")  # torch 2.13
-    task, load_subject = TASKS.get(cfg.task.name), MODELS.get(cfg.model.name)
+    plan = preflight(cfg, check_results=not results_checked)
     started = time.perf_counter()  # after the registries' one-time imports, which are not the run's cost
-    seed = cfg.seed
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise VismechError(f"seed must be an integer, got {seed!r}")
-    task_cfg = typed_config(task.Config, _plain(cfg.task), f"task '{task.name}'")
-    method = build_method(cfg.method.name, _plain(cfg.method.get("config")), seed=seed, task=task.name)
-    strengths = [task.check_strength(method, s) for s in task_cfg.strengths]
+    task, task_cfg, method, strengths, seed = plan.task, plan.task_cfg, plan.method, plan.strengths, plan.seed
+    load_subject = MODELS.get(cfg.model.name)
     if hasattr(method, "progress"):  # methods with bars of their own (DiffLens' trajectories and samples)
         method.progress = progress_enabled()
-    check_output_folder("paths.results_dir", cfg.paths.results_dir)
-    check_output_folder("paths.cache_dir", cfg.paths.cache_dir)
-    if cfg.paths.get("leaderboard"):
-        check_output_folder("paths.leaderboard", Path(cfg.paths.leaderboard).parent)
     loggers = _loggers(cfg)
+    outcome, progress, failed = None, None, True
+    try:
+        outcome, progress = _evaluate(cfg, task, task_cfg, method, strengths, seed, started, loggers)
+        failed = False
+    finally:
+        # every exit path, a failed fit or test included: a W&B run left unfinished would stay "running"
+        close_loggers(loggers, outcome.path if outcome is not None else None, failed=failed)
+    if outcome is None:  # ranks other than zero write nothing
+        return None
+    if cfg.paths.get("leaderboard"):
+        leaderboard.write(cfg.paths.results_dir, cfg.paths.leaderboard)
+    # only now: a run killed before this point restarts from the finished batches, record and artifacts included
+    _drop_progress(progress)
+    return outcome
+
+
+def _evaluate(cfg: DictConfig, task, task_cfg, method, strengths: list[float], seed: int, started: float,
+              loggers: list) -> tuple[RunOutcome | None, Path]:
+    """Fit (or load the finding), test under Lightning, write the record and artifacts; (None, progress folder)
+    on ranks other than zero."""
     trainer = _trainer(cfg, loggers)  # before any work: a bad trainer option must not cost a fit
     subject = load_subject(**_plain(cfg.model.get("params")))
+    task.check_subject(task_cfg, subject)
+    method.check_subject(subject, task.name)
     items, fit_data = task.make_items(task_cfg, subject), task.make_fit_data(task_cfg, subject)
+    if task_cfg.limit is not None and len(items) > task_cfg.limit:
+        raise VismechError(f"task '{task.name}' does not honour task.limit={task_cfg.limit} ({len(items)} items)")
 
     subject.model.to(_fit_device(cfg))  # fitting runs before Lightning places the model, on the run's accelerator
     store = Store(cfg.paths.cache_dir)
+    code = method.code_identity()
     key = finding_key(subject.weights_digest, method.name, getattr(method, "version", "1"), method.config_dict(),
-                      method.seed, fit_data.digest())
+                      method.seed, fit_data.digest(), code)
 
     def fit() -> tuple:
         before = subject.cost.snapshot()
         with Stopwatch() as clock:
             finding = method.fit(subject, fit_data)
+        _finite_finding(finding, method.name)
         after = subject.cost.snapshot()
         return finding, {**{k: after[k] - before[k] for k in after}, "seconds": clock.seconds}
 
@@ -122,7 +216,7 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
     bench = task(subject, method, finding, strengths, run_seed=seed, task_cfg=task_cfg)
     bench.cache_dir = Path(cfg.paths.cache_dir)  # generative tasks keep every image there (vismech.generations)
     progress = Path(cfg.paths.cache_dir) / "progress" / _run_key(task, task_cfg, method, finding, subject, seed, items,
-                                                                  strengths, bench)
+                                                                  strengths, bench, code)
     bench.resume_in(progress)
     loader = DataLoader(items, batch_size=task_cfg.batch_size, shuffle=False)
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -130,8 +224,7 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
         lg.log_hyperparams(resolved)
     trainer.test(bench, dataloaders=loader, verbose=False)
     if trainer.global_rank != 0:
-        close_loggers(loggers)
-        return None
+        return None, progress
     if bench.batches_all.get("resumed"):
         log.info("resumed %d of %d batches from %s", bench.batches_all["resumed"],
                  bench.batches_all["resumed"] + bench.batches_all["computed"], progress)
@@ -140,14 +233,16 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
     record = ResultRecord(
         task=task.name, benchmark_version=task.version, primary_metric=task.primary_metric, protocol=task.protocol,
         method=MethodInfo(name=method.name, source=entry.source, control=method.control, config=method.config_dict(),
-                          config_digest=method.config_digest(), finding_digest=finding.digest()),
+                          config_digest=method.config_digest(), finding_digest=finding.digest(),
+                          code_digest=code["code"], distribution=code["distribution"],
+                          distribution_version=code["distribution_version"]),
         subject=SubjectInfo(id=subject.id, track=subject.track, weights_digest=subject.weights_digest,
                             source=subject.source),
         items=ItemSet(name=items.name, size=len(items), digest=items.digest()),
         seeds=Seeds(run_seed=seed, scheme=SCHEME),
         sweep=[SweepPoint(strength=s, metrics={n: MetricResult(**m) for n, m in summary.items()})
                for s, summary in zip(strengths, bench.summaries)],
-        headline=Headline(strength=bench.headline_strength(), rule=task.headline_rule),
+        headline=Headline(**bench.headline(), rule=task.headline_rule),
         cost=_cost(time.perf_counter() - started, fit_cost, fit_reused, _eval_passes(eval_start, subject, bench),
                    bench.batches_all.get("resumed", 0), bench.device, trainer.world_size),
         provenance=provenance(),
@@ -156,8 +251,8 @@ def execute(cfg: DictConfig) -> RunOutcome | None:
     path = write_record(record, cfg.paths.results_dir)
     save_artifacts(bench.artifacts(), _run_dir(cfg), loggers)
     close_loggers(loggers, path)
-    if cfg.paths.get("leaderboard"):
-        leaderboard.write(cfg.paths.results_dir, cfg.paths.leaderboard)
+    if plan.board is not None:
+        leaderboard.write(cfg.paths.results_dir, plan.board)
     # only now: a run killed before this point restarts from the finished batches, record and artifacts included
     _drop_progress(progress)
     return RunOutcome(record, path)
@@ -181,14 +276,15 @@ def _trainer(cfg: DictConfig, loggers: list) -> L.Trainer:
         raise VismechError(f"trainer options {options} rejected by Lightning: {first}") from None
 
 
-def _run_key(task, task_cfg, method, finding, subject, seed, items, strengths, bench) -> str:
-    """Everything that decides a run's item values; the batch size does not (values are per item)."""
+def _run_key(task, task_cfg, method, finding, subject, seed, items, strengths, bench, code: dict) -> str:
+    """Everything that decides a run's item values, the code of the method and the benchmark included; the batch
+    size does not (values are per item)."""
     config = {k: v for k, v in asdict(task_cfg).items() if k != "batch_size"}
     fingerprints = {name: m.fingerprint() for _, name, m in bench._all_metrics() if hasattr(m, "fingerprint")}
     return content_key(kind="progress", task=task.name, version=task.version, task_config=config, method=method.name,
                        method_config=method.config_dict(), finding=finding.digest(), subject=subject.weights_digest,
                        seed=seed, items=items.digest(), strengths=strengths, metrics=fingerprints,
-                       vismech=_vismech_version())
+                       vismech=_vismech_version(), method_code=code, benchmark_code=code_digest(type(bench)))
 
 
 def _vismech_version() -> str:

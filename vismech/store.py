@@ -44,6 +44,7 @@ class Store:
 
 
 def finding_key(subject_digest: str, method_name: str, method_version: str, config: dict, seed: int,
-                data_digest: str) -> str:
+                data_digest: str, code: dict) -> str:
+    """`code`: the method's `code_identity()`, so that a changed fit is never answered by an old finding."""
     return content_key(kind="finding", subject=subject_digest, method=method_name, method_version=method_version,
-                       config=config, seed=seed, data=data_digest, vismech=__version__)
+                       config=config, seed=seed, data=data_digest, vismech=__version__, code=code)

@@ -53,6 +53,10 @@ class TaskConfig:
             raise VismechError(f"task.batch_size must be >= 1, got {self.batch_size}")
         if not self.strengths:
             raise VismechError("task.strengths is empty; give at least one strength, e.g. task.strengths=[1.0]")
+        repeated = sorted({s for s in self.strengths if self.strengths.count(s) > 1})
+        if repeated:
+            raise VismechError(f"task.strengths repeats {', '.join(f'{s:g}' for s in repeated)} in "
+                               f"{list(self.strengths)}; give each strength once")
 
 
 PROGRESS_FORMAT = "2"  # 2: set-level metric rows stored flat
@@ -121,13 +125,17 @@ class Benchmark(L.LightningModule):
         return self.point_metrics[point][name]
 
     def on_test_epoch_end(self) -> None:
-        self.summaries = [{n: m.summarize(seed=self.run_seed) for n, m in metrics.items()} for metrics in self.point_metrics]
+        self.summaries = [{n: m.summarize() for n, m in metrics.items()} for metrics in self.point_metrics]
         self.log_dict({f"{n}@{s:g}": summary[n]["value"] for s, summary in zip(self.strengths, self.summaries)
                        for n in summary}, rank_zero_only=True)
 
     def headline_strength(self) -> float:
         """The sweep point shown on the leaderboard; the rule is stated in `headline_rule`."""
         return max(self.strengths)
+
+    def headline(self) -> dict[str, Any]:
+        """The fields of the record's `Headline` but its rule: a sweep point unless a task interpolates."""
+        return {"strength": self.headline_strength()}
 
     # --- resume ----------------------------------------------------------------------------------------------------
 
@@ -236,6 +244,11 @@ class Benchmark(L.LightningModule):
     def check_strength(cls, method: Method, strength: float) -> float:
         """A sweep point is the method's edit strength unless the task gives the sweep its own meaning."""
         return method.check_strength(strength)
+
+    @classmethod
+    def check_subject(cls, task_cfg: TaskConfig, subject: Subject) -> None:
+        """Refuse, before the fit, a task config the subject cannot take (a depth beyond its layers); the default
+        accepts every subject."""
 
     @classmethod
     def make_items(cls, task_cfg: TaskConfig, subject: Subject) -> Dataset:

@@ -1,7 +1,8 @@
 """bias: steer what a diffusion model generates towards a target distribution of one attribute; measure the result.
 
-docs/methods/difflens.md (evaluation) and protocols.md. Items are test sample ids (`task.ids`, a range inside
-`vismech.datasets.bias.TEST_IDS`, disjoint from the fit and calibration ids a method tunes on); a text-conditional
+docs/tasks/bias.md (metrics and headline) and docs/protocols.md. Items are test sample ids (`task.ids`, a range inside
+`vismech.datasets.bias.TEST_IDS`, disjoint from the fit and calibration ids a method tunes on, cut to its first
+`task.limit` ids when a limit is set: the item set's name and digest say so); a text-conditional
 subject gives id i the prompt `prompts[i % len(prompts)]`, so `task.ids` spreads evenly over the colour-less garment
 prompts. Every method and strength generates the same items on per-item seeds; the unedited images are generated
 too (shared by all methods). Per sweep point:
@@ -9,14 +10,18 @@ too (shared by all methods). Per sweep point:
   measures that class, so the mean is the class's share; images the pixel rule sees no colour in count for none;
 - `fd`: fairness discrepancy, the L2 distance between the mean of the judge's attribute probability vectors
   (restricted to the task's classes) and the target;
-- `fid`: against the world's *train* split, which carries the training skew: FID here measures how far the
-  generations depart from the distribution the model learned, so any shift of the attribute raises it, and the
-  question is how much more than the shift itself (compare methods at the same shift, and the unedited FID);
+- `kid`: KID (unbiased, with an honest interval at any n) against a reference at the target distribution (the
+  world's uniform test split): image quality that a successful debiasing does not pay for by construction;
+- `fid`: against the world's *train* split, which carries the training skew: how far the generations depart from
+  the distribution the model learned (any shift of the attribute raises it); a stated secondary column, the
+  plug-in without an interval at 192 images in 192-d features;
 - `clip_i`: CLIP cosine between each edited image and the unedited image of the same seed (1 at the identity);
 - `clip_t` (conditional subjects only): CLIP alignment of each image with its prompt;
 - `judge_agreement`: whether the pixel rule and the judge name the same class (they must agree for `fd`, which
   reads the judge, and the shares, which may read the pixel rule, to describe the same images).
-The headline point is the lowest `fd` whose FID stays within `quality_budget` (relative) of the unedited FID.
+The headline (vismech.tradeoff) is the lowest `fd` on the sweep's curve, interpolated item by item between sweep
+points, where `kid` stays at most `quality_budget` (relative) above the unedited model's; never the unedited point
+unless the method is the no-op; "no point within budget" when no edited point qualifies.
 
 Paper track: the attribute is the paper judge's (FairFace: gender, age, race, with the groups as `classes`), the
 labeler is that judge, and conditional prompts are the card's templates (`prompts`, with one {} for the attribute
@@ -43,6 +48,7 @@ from ..metrics.base import fingerprint_of
 from ..metrics.generation import share_metric
 from ..plots import image_grid
 from ..registry import TASKS
+from ..tradeoff import Bound
 from .generative import GenerativeBenchmark, GenerativeConfig
 from .judges import Judges, load_judges
 
@@ -63,9 +69,9 @@ class BiasConfig(GenerativeConfig):
     fit_prompts: list[str] | None = None  # templates the conditional fits pair classes in; null: `prompts`
     class_words: dict[str, str] | None = None  # each class's word in the templates; null: the class name
     fit: dict[str, Any] = field(default_factory=dict)  # overrides of world_fit_data: fit_ids, calibration_ids, ...
-    # judges: FID against the skewed train split (see the module docstring)
+    # judges: FID against the skewed train split, KID against the uniform test split (see the module docstring)
     judges: dict[str, Any] = field(default_factory=lambda: {"name": "world", "reference_split": "train",
-                                                            "reference_count": 2000})
+                                                            "kid_reference_split": "test", "reference_count": 2000})
 
     def validate(self) -> None:
         super().validate()
@@ -104,6 +110,11 @@ class BiasConfig(GenerativeConfig):
         raise VismechError(f"task.classes must name the classes of attribute {self.attribute!r} (its judge's groups, "
                            f"e.g. gender: [male, female]; age: ['0-19', '20-59', '60+']; race: [White, Black, "
                            f"Asian, Indian])")
+
+    def test_range(self) -> tuple[int, int]:
+        """The test ids [start, stop): `ids`, cut to its first `limit` ids when a limit is set."""
+        start, stop = (int(v) for v in self.ids)
+        return (start, stop) if self.limit is None else (start, min(stop, start + self.limit))
 
     def words(self) -> tuple[str, ...]:
         return tuple((self.class_words or {}).get(c, c) for c in self.class_names())
@@ -175,22 +186,24 @@ class BiasBenchmark(GenerativeBenchmark):
     """Attribute distribution of generations under an edit: shares, FD to the target, FID, CLIP-I, CLIP-T."""
 
     name = "bias"
-    version = "1"
+    version = "2"
     protocol = ("test sample ids on per-item seeds (conditional: colour-less garment prompts, id mod prompts), the "
                 "method's sampler as fitted (DDIM; CFG when conditional); per class the share of images the labeler "
-                "assigns it; fd = L2(mean judge attribute probabilities, target); fid against the world train "
-                "split (the training skew); clip_i edited vs unedited same seed; clip_t (conditional); "
-                "judge_agreement pixel rule vs judge")
+                "assigns it; fd = L2(mean judge attribute probabilities, target), unbiased; kid against a reference "
+                "at the target distribution; fid against the world train split (the training skew); clip_i edited "
+                "vs unedited same seed; clip_t (conditional); judge_agreement pixel rule vs judge")
     # and share_<class> per task class, and judge_agreement (world) or no_face_rate (paper)
-    metric_names = ("fd", "fid", "clip_i", "clip_t")
+    metric_names = ("fd", "kid", "fid", "clip_i", "clip_t")
+    curve_x = "kid"  # the board's trade-off picture: the primary metric against this quality metric
     primary_metric = "fd"
-    headline_rule = ("the sweep point with the lowest fd whose fid is at most (1 + quality_budget) x the unedited "
-                     "model's fid on the same items; if none is, the point with the lowest fid")
+    headline_rule = ("the lowest fd on the sweep's curve (interpolated item by item between sweep points) where kid "
+                     "<= unedited kid + quality_budget x |unedited kid|; never the unedited point but for the no-op; "
+                     "else no point within budget")
     Config = BiasConfig
 
     @classmethod
     def make_items(cls, task_cfg: BiasConfig, subject) -> BiasItems:
-        return BiasItems(tuple(task_cfg.ids), task_cfg.test_prompts(subject.conditional), task_cfg.class_names(),
+        return BiasItems(task_cfg.test_range(), task_cfg.test_prompts(subject.conditional), task_cfg.class_names(),
                          task_cfg.target_distribution(), task_cfg.attribute)
 
     @classmethod
@@ -215,10 +228,10 @@ class BiasBenchmark(GenerativeBenchmark):
                                                 if n != "clip_t" or getattr(subject, "conditional", False))
         super().__init__(subject, method, finding, strengths, run_seed, task_cfg)
         self.judge_columns, self.attribute_probs = judge_columns(self.judges, task_cfg.attribute, self.classes)
-        self.unedited = nn.ModuleDict({n: self.make_metric(n) for n in (*self.shares, "fd", "fid")})
+        self.unedited = nn.ModuleDict({n: self.make_metric(n) for n in (*self.shares, "fd", "kid", "fid")})
         self.prompts = task_cfg.test_prompts(subject.conditional)
-        start = task_cfg.ids[0]
-        self.grid_ids = list(range(start, min(start + GRID_ITEMS, task_cfg.ids[1])))
+        start, stop = task_cfg.test_range()
+        self.grid_ids = list(range(start, min(start + GRID_ITEMS, stop)))
 
     def reference_metrics(self) -> dict:
         return dict(self.unedited.items())
@@ -259,7 +272,9 @@ class BiasBenchmark(GenerativeBenchmark):
         for c, name in enumerate(self.shares):
             metrics[name].update(ids[found], (labels[found] == c).double())
         metrics["fd"].update(ids[found], probs[found])
-        metrics["fid"].update(ids, self.judges.features(images).double().cpu())
+        features = self.judges.features(images).double().cpu()
+        metrics["fid"].update(ids, features)
+        metrics["kid"].update(ids, features)
         if "judge_agreement" in metrics:
             metrics["judge_agreement"].update(ids, (pixel == probs.argmax(1)).double())
         if "no_face_rate" in metrics:
@@ -284,11 +299,12 @@ class BiasBenchmark(GenerativeBenchmark):
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
-        self.unedited_summary = {n: m.summarize(seed=self.run_seed) for n, m in self.unedited.items()}
+        self.unedited_summary = {n: m.summarize() for n, m in self.unedited.items()}
 
-    def headline_strength(self) -> float:
-        return self.strengths[headline_point(self.summaries, self.unedited_summary["fid"]["value"],
-                                             self.task_cfg.quality_budget)]
+    def headline(self) -> dict[str, Any]:
+        unedited = self.unedited_summary["kid"]["value"]
+        return self.matched_headline([Bound("kid", unedited + self.task_cfg.quality_budget * abs(unedited),
+                                            "at most")])
 
     # --- pictures and tables -----------------------------------------------------------------------------------
 
@@ -320,6 +336,7 @@ class BiasBenchmark(GenerativeBenchmark):
                  "labeler": self.labeler, "headline_strength": self.headline_strength(),
                  "calibrated_strength": calibration, "quality_budget": self.task_cfg.quality_budget,
                  "fid_reference": self.judges.fingerprints.get("fid", {}).get("reference"),
+                 "kid_reference": self.judges.fingerprints.get("kid", {}).get("reference"),
                  "unedited": {n: s["value"] for n, s in self.unedited_summary.items()},
                  **{m: [s[m]["value"] for s in self.summaries] for m in self.metric_names},
                  "cost_per_image": self.cost()}
@@ -338,12 +355,14 @@ class BiasBenchmark(GenerativeBenchmark):
         shares.set(xlabel=f"strength of {self.method.name}", ylabel=f"share ({curve['labeler']}); dotted: target",
                    ylim=(-0.02, 1.02), title="attribute distribution")
         shares.legend(fontsize=7)
-        for ax, quality, label in ((tradeoff, "fid", "FID vs world train"), (similarity, "clip_i", "CLIP-I")):
+        for ax, quality, label in ((tradeoff, "kid", "KID vs target-distribution reference"),
+                                   (similarity, "clip_i", "CLIP-I")):
             ax.plot(curve["fd"], curve[quality], "o-")
             for s, x, y in zip(curve["strength"], curve["fd"], curve[quality]):
                 ax.annotate(f"{s:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
             ax.set(xlabel="fairness discrepancy (lower: nearer the target)", ylabel=label, title=f"FD vs {label}")
-        tradeoff.axhline(curve["unedited"]["fid"] * (1 + curve["quality_budget"]), color="grey", lw=0.8, ls=":",
+        kid = curve["unedited"]["kid"]
+        tradeoff.axhline(kid + curve["quality_budget"] * abs(kid), color="grey", lw=0.8, ls=":",
                          label="quality budget")
         tradeoff.legend(fontsize=7)
         for ax in (shares, tradeoff, similarity):
@@ -352,12 +371,3 @@ class BiasBenchmark(GenerativeBenchmark):
         figure.tight_layout()
         return figure
 
-
-def headline_point(summaries: list[dict[str, dict[str, Any]]], unedited_fid: float, budget: float) -> int:
-    """Index of the sweep point with the lowest fd among those whose fid <= (1 + budget) x the unedited fid
-    (ties: the earlier point); if none is within the budget, the point with the lowest fid."""
-    ceiling = (1 + budget) * unedited_fid
-    kept = [k for k, s in enumerate(summaries) if s["fid"]["value"] <= ceiling + 1e-12]
-    if not kept:
-        return min(range(len(summaries)), key=lambda k: summaries[k]["fid"]["value"])
-    return min(kept, key=lambda k: summaries[k]["fd"]["value"])

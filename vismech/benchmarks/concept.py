@@ -1,19 +1,22 @@
 """concept: erase or amplify one concept of a text-to-image model by editing its weights; judge what it generates.
 
-docs/methods/cad.md and protocols.md. Items are (class prompt, seed) pairs: `per_class` seeds for every class of
+docs/tasks/concept.md and docs/protocols.md. Items are (class prompt, seed) pairs: `per_class` seeds for every class of
 the task, the target among them. Every method and strength generates the same items (per-item seeds from the run
 seed), and a judge classifies each image:
 - `target_accuracy` / `target_prob`: the judge's top-1 accuracy and probability of the target on the target's
   prompts; an erase method wants them down, an amplify method (its `goal`) up;
 - `other_accuracy`: accuracy on every other class's prompts, which an edit must keep;
 - `clip_t`: CLIP alignment of every image with its prompt;
-- `fid`: of the retention images against the judge's reference set. Retention images are those of `retention`
-  prompts when the task names them (the paper's COCO-30k captions: a text file, one caption per line, or a CSV
-  with a `prompt` column), else those of the other classes' prompts: an edit must leave them as they were.
-  Retention items follow the class items (ids `classes x per_class` on), carry label -1 and feed only clip_t
-  and fid.
-The headline point is the best target score whose other-class accuracy stays within `quality_budget` of the
-unedited model's on the same items (the unedited images are generated too, and shared by all methods).
+- `kid` and `fid`: of the retention images against the judge's reference set (KID unbiased with an interval; FID
+  the papers' number, without an interval below 5 items a feature dimension). Retention images are those of
+  `retention` prompts when the task names them (the paper's COCO-30k captions: a text file, one caption per line,
+  or a CSV with a `prompt` column), else those of the other classes' prompts: an edit must leave them as they
+  were. Retention items follow the class items (ids `classes x per_class` on), carry label -1 and feed only
+  clip_t, kid and fid.
+The headline (vismech.tradeoff) is the best target score on the sweep's curve, interpolated item by item between
+sweep points, where quality holds against the unedited model on the same items (its images are generated too,
+and shared by all methods): other-class accuracy at most `quality_budget` below, CLIP-T at most `clip_budget`
+points below, KID at most `kid_budget` x |unedited KID| above; never the unedited point but for the no-op.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ from ..datasets.concepts import ConceptData, world_class_images
 from ..errors import VismechError
 from ..plots import image_grid
 from ..registry import TASKS
+from ..tradeoff import Bound
 from .generative import GenerativeBenchmark, GenerativeConfig
 
 GOALS = ("erase", "amplify")
@@ -49,6 +53,8 @@ class ConceptConfig(GenerativeConfig):
     goal: str | None = None  # erase | amplify; null: the method's. Controls (no-op, random) take the task's goal
     retention: str | list[str] | None = None  # prompts whose images measure FID: a file, a list; null: the others'
     retention_limit: int | None = None  # the first N retention prompts
+    clip_budget: float = 2.0  # the headline point may lose at most this many CLIP-T points (100 x cosine)
+    kid_budget: float = 1.0  # ... and raise the retention images' KID by at most this x |unedited KID|
     # fit data: DDIM trajectories of the target prompt (erase), and `images` images of the target (amplify; on the
     # mini track the world's train images of the class, else 0: the model's own samples of the prompt)
     fit: dict[str, Any] = field(default_factory=lambda: {"seeds": 16, "steps": 25, "guidance_scale": 3.0,
@@ -58,6 +64,9 @@ class ConceptConfig(GenerativeConfig):
         super().validate()
         if self.goal is not None and self.goal not in GOALS:
             raise VismechError(f"task.goal must be one of {', '.join(GOALS)} or null, got {self.goal!r}")
+        for key in ("clip_budget", "kid_budget"):
+            if not 0 <= getattr(self, key) <= 100:
+                raise VismechError(f"task.{key} must be in [0, 100], got {getattr(self, key)}")
         if self.per_class < 1:
             raise VismechError(f"task.per_class must be >= 1, got {self.per_class}")
         names = self.class_names()
@@ -173,15 +182,18 @@ class ConceptBenchmark(GenerativeBenchmark):
     """Concept erasure / amplification: the judge's accuracy on the target's prompts and on every other's."""
 
     name = "concept"
-    version = "1"
+    version = "2"
     protocol = ("per-class prompts x `per_class` per-item seeds, DDIM with CFG; the judge's top-1 on the target's "
                 "prompts (target_accuracy, target_prob; direction by the method's goal) and on the others' "
-                "(other_accuracy); CLIP-T on every image; FID of the retention images (the retention prompts', else "
-                "the other classes') against the judge's reference set")
-    metric_names = ("target_accuracy", "target_prob", "other_accuracy", "clip_t", "fid")
+                "(other_accuracy); CLIP-T on every image; KID and FID of the retention images (the retention "
+                "prompts', else the other classes') against the judge's reference set")
+    metric_names = ("target_accuracy", "target_prob", "other_accuracy", "clip_t", "kid", "fid")
+    curve_x = "other_accuracy"  # the board's trade-off picture: the primary metric against this quality metric
     primary_metric = "target_accuracy"
-    headline_rule = ("the sweep point with the best target_accuracy (by the method's goal) whose other_accuracy is "
-                     "at most `quality_budget` below the unedited model's on the same items; else the weakest edit")
+    headline_rule = ("the best target_accuracy (by the method's goal) on the sweep's curve (interpolated item by item "
+                     "between sweep points) where other_accuracy >= unedited - quality_budget, clip_t >= unedited - "
+                     "clip_budget and kid <= unedited + kid_budget x |unedited kid|; never the unedited point but for "
+                     "the no-op; else no point within budget")
     Config = ConceptConfig
 
     @classmethod
@@ -225,8 +237,8 @@ class ConceptBenchmark(GenerativeBenchmark):
                                f"{', '.join(self.judges.classes[:20])}{'...' if len(self.judges.classes) > 20 else ''}")
         self.judge_index = torch.tensor([self.judges.classes.index(n) for n in names])
         self.has_retention = bool(task_cfg.retention_prompts())
-        self.unedited = nn.ModuleDict({n: self.make_metric(n)
-                                       for n in ("target_accuracy", "target_prob", "other_accuracy")})
+        self.unedited = nn.ModuleDict({n: self.make_metric(n) for n in ("target_accuracy", "target_prob",
+                                                                        "other_accuracy", "clip_t", "kid")})
         self.grid_ids = [c * task_cfg.per_class + k for c in range(len(names))
                          for k in range(min(GRID_SEEDS, task_cfg.per_class))]
 
@@ -263,6 +275,16 @@ class ConceptBenchmark(GenerativeBenchmark):
         """Which images measure FID: the retention prompts' when the task has them, else the other classes'."""
         return labels < 0 if self.has_retention else (labels >= 0) & (labels != self.target)
 
+    def quality(self, metrics, ids, text, kept, images) -> None:
+        """CLIP-T of every image; KID and FID (those of them `metrics` holds) of the retention images."""
+        cosine = (self.judges.encode_image(images) * text).sum(-1).double().cpu()
+        metrics["clip_t"].update(ids, 100 * cosine.clamp_min(0))
+        if kept.any():
+            features = self.judges.features(images[kept]).double().cpu()
+            for name in ("kid", "fid"):
+                if name in metrics:
+                    metrics[name].update(ids[kept], features)
+
     @torch.no_grad()
     def test_step(self, batch: dict, batch_idx: int) -> None:
         ids, labels, prompts = batch["id"].cpu(), batch["label"].cpu(), list(batch["prompt"])
@@ -270,27 +292,22 @@ class ConceptBenchmark(GenerativeBenchmark):
         self.score(self.unedited, ids, labels, unedited)
         text = self.judges.encode_text(prompts)
         kept = self.retained(labels)
+        self.quality(self.unedited, ids, text, kept, unedited)
         for i in range(len(self.strengths)):
             images = unedited if self.is_identity(i) else self.images(ids.tolist(), prompts, i)
             metrics = self.point_metrics[i]
             self.score(metrics, ids, labels, images)
-            cosine = (self.judges.encode_image(images) * text).sum(-1).double().cpu()
-            metrics["clip_t"].update(ids, 100 * cosine.clamp_min(0))
-            if kept.any():
-                metrics["fid"].update(ids[kept], self.judges.features(images[kept]).double().cpu())
+            self.quality(metrics, ids, text, kept, images)
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
-        self.unedited_summary = {n: m.summarize(seed=self.run_seed) for n, m in self.unedited.items()}
+        self.unedited_summary = {n: m.summarize() for n, m in self.unedited.items()}
 
-    def headline_strength(self) -> float:
-        floor = self.unedited_summary["other_accuracy"]["value"] - self.task_cfg.quality_budget
-        sign = -1 if self.goal == "erase" else 1
-        kept = [(sign * s["target_accuracy"]["value"], -k) for k, s in enumerate(self.summaries)
-                if s["other_accuracy"]["value"] >= floor - 1e-12]
-        if not kept:
-            return min(self.strengths)
-        return self.strengths[-max(kept)[1]]
+    def headline(self) -> dict[str, Any]:
+        unedited, cfg = {n: s["value"] for n, s in self.unedited_summary.items()}, self.task_cfg
+        return self.matched_headline([Bound("other_accuracy", unedited["other_accuracy"] - cfg.quality_budget, "at least"),
+                                      Bound("clip_t", unedited["clip_t"] - cfg.clip_budget, "at least"),
+                                      Bound("kid", unedited["kid"] + cfg.kid_budget * abs(unedited["kid"]), "at most")])
 
     # --- pictures ----------------------------------------------------------------------------------------------
 

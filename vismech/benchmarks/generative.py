@@ -11,6 +11,7 @@ blocking): across batch sizes pixels differ by about 1e-6, which no judge's deci
 """
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..code_digest import code_digest
 from ..datasets.bias import Sampling
 from ..edit import Edit, NoEdit
 from ..errors import VismechError
@@ -25,6 +27,7 @@ from ..generations import GenerationCache, generation_key
 from ..metrics.base import ItemMetric
 from ..registry import METRICS
 from ..seeding import item_seed
+from ..tradeoff import Bound, matched_point
 from ..subject import DiffusionSubject
 from .base import Benchmark, TaskConfig
 from .judges import Judges, load_judges
@@ -53,6 +56,30 @@ class GenerativeConfig(TaskConfig):
         return Sampling(**self.sampling)
 
 
+def image_producer(subject: DiffusionSubject, method: type | None = None) -> str:
+    """The code an image comes from: the sampler and the subject's wrapper, and for an edited image its method's
+    code too (`method`: its class; None for unedited images, which stay shared by every method)."""
+    from ..methods.edited_sampler import sample
+
+    code = {"sampler": code_digest(sample, type(subject))}
+    if method is not None:
+        code["method"] = method.code_identity()
+    return f"{PRODUCER}|{json.dumps(code, sort_keys=True)}"
+
+
+def image_keys(subject: DiffusionSubject, method: str, finding: str, strength: float, sampling: Sampling,
+               prompts: Sequence[str] | None, seeds: Sequence[int], producer: str) -> list[str]:
+    """The cache keys of images made by `method` (UNEDITED, finding "" and strength 0 for the unedited model) on
+    per-item `seeds`; also how the leaderboard site finds a record's images again."""
+    dtype = str(next(subject.unet.parameters()).dtype)
+    return [generation_key(subject=subject.weights_digest, method=method, finding=finding, strength=strength,
+                           sampler=f"ddim(eta={sampling.eta})", steps=sampling.steps,
+                           guidance=sampling.guidance_scale if subject.conditional else None,
+                           prompt=prompts[k] if prompts is not None else None, seed=seed, dtype=dtype,
+                           producer=producer)
+            for k, seed in enumerate(seeds)]
+
+
 class GenerativeBenchmark(Benchmark):
     """Subclasses call `self.images(ids, prompts, point)` (point None: unedited) inside `test_step`."""
 
@@ -68,22 +95,37 @@ class GenerativeBenchmark(Benchmark):
         super().__init__(subject, method, finding, strengths, run_seed, task_cfg)
         self.generated = 0  # images this run made (the rest came from the cache)
         self._identity: dict[int, bool] = {}
+        self._producers: dict[bool, str] = {}
 
     # --- metrics with their judge's fingerprint ----------------------------------------------------------------
 
     def judge_of(self, metric: str) -> str:
         """Which judge role a metric uses: classifier, clip or fid."""
-        return {"fid": "fid", "clip_t": "clip", "clip_i": "clip"}.get(metric, "classifier")
+        return {"fid": "fid", "kid": "kid", "clip_t": "clip", "clip_i": "clip"}.get(metric, "classifier")
 
     def make_metric(self, name: str, **kwargs) -> ItemMetric:
-        judge = self.judges.fingerprints.get(self.judge_of(name), {})
+        role = self.judge_of(name)
+        judge = self.judges.fingerprints.get(role) or self.judges.fingerprints.get("fid" if role == "kid" else role, {})
         if name == "fid":
             kwargs["reference"] = self.judges.reference
+        if name == "kid":
+            kwargs["reference"] = self.judges.kid_features()
         return METRICS.get(name)(judge={**judge, "sampling": self.sampling_fingerprint()}, **kwargs)
 
     def sampling_fingerprint(self) -> dict[str, Any]:
         s = self.sampling
         return {"sampler": "ddim", "steps": s.steps, "eta": s.eta, "guidance": s.guidance_scale}
+
+    # --- the headline at matched quality ----------------------------------------------------------------------
+
+    def matched_headline(self, bounds: list[Bound]) -> dict[str, Any]:
+        """The primary metric read off the sweep where every quality bound holds (vismech.tradeoff)."""
+        primary = self.summaries[0][self.primary_metric]
+        return matched_point(self.strengths, self.summaries, self.primary_metric, primary["direction"], bounds,
+                             [self.is_identity(i) for i in range(len(self.strengths))])
+
+    def headline_strength(self) -> float:
+        return self.headline()["strength"]
 
     # --- generation ------------------------------------------------------------------------------------------------
 
@@ -104,16 +146,16 @@ class GenerativeBenchmark(Benchmark):
 
     def keys(self, ids: Sequence[int], prompts: Sequence[str] | None, point: int | None) -> list[str]:
         identity = self.is_identity(point)
-        method = UNEDITED if identity else self.method.name
-        finding = "" if identity else self.finding.digest()
-        strength = 0.0 if identity else self.strengths[point]
-        dtype = str(next(self.subject.unet.parameters()).dtype)
-        return [generation_key(subject=self.subject.weights_digest, method=method, finding=finding,
-                               strength=strength, sampler=f"ddim(eta={self.sampling.eta})", steps=self.sampling.steps,
-                               guidance=self.sampling.guidance_scale if self.subject.conditional else None,
-                               prompt=prompts[k] if prompts is not None else None, seed=seed, dtype=dtype,
-                               producer=PRODUCER)
-                for k, seed in enumerate(self.seeds(ids))]
+        return image_keys(self.subject, UNEDITED if identity else self.method.name,
+                          "" if identity else self.finding.digest(), 0.0 if identity else self.strengths[point],
+                          self.sampling, prompts, self.seeds(ids), self.producer(identity))
+
+    def producer(self, identity: bool) -> str:
+        """The code an image comes from: the sampler and the subject's wrapper, and for an edited image the
+        method's code too (unedited images stay shared by every method)."""
+        if identity not in self._producers:
+            self._producers[identity] = image_producer(self.subject, None if identity else type(self.method))
+        return self._producers[identity]
 
     def edit(self, point: int | None) -> Edit | None:
         return None if self.is_identity(point) else self.method.edit(self.subject, self.finding, self.strengths[point])

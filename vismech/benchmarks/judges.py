@@ -32,28 +32,47 @@ class Judges:
     encode_text: Callable[[list[str]], Tensor]
     fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)  # per role: classifier, clip, fid
     attributes: dict[str, tuple[tuple[str, ...], Callable[[Tensor], Tensor]]] = field(default_factory=dict)
+    # (M', d) features of KID's reference set, in the FID feature space; None: the FID reference
+    kid_reference: Tensor | None = None
 
+    def kid_features(self) -> Tensor:
+        return self.reference if self.kid_reference is None else self.kid_reference
 
 
 @lru_cache(maxsize=4)
-def world_judges(reference_split: str = "test", reference_count: int = 2000) -> Judges:
-    from ..datasets.world import CLASSES, WorldConfig, WorldItems
+def world_features(split: str, count: int) -> Tensor:
+    """judge_world's features of the first `count` images of a world split (a reference set)."""
+    from ..datasets.world import WorldItems
+    from ..zoo import judge_world
+
+    judge = judge_world.load()
+    images = WorldItems(split, limit=count).tensors()["image"]
+    return torch.cat([judge.features(images[i:i + 500]) for i in range(0, len(images), 500)])
+
+
+@lru_cache(maxsize=4)
+def world_judges(reference_split: str = "test", reference_count: int = 2000,
+                 kid_reference_split: str | None = None) -> Judges:
+    """The mini judges; FID against `reference_split`, KID against `kid_reference_split` (None: the same)."""
+    from ..datasets.world import CLASSES, WorldConfig
     from ..zoo import clip_world, judge_world
 
     judge, clip = judge_world.load(), clip_world.load()
     judge_fp = {"model": "judge_world", "weights": weights_digest(judge.model), "input": "bilinear to 32 px, (x-0.5)/0.5"}
     clip_fp = {"model": "clip_world", "weights": weights_digest(clip.model), "scale": "100 x cosine"}
-    images = WorldItems(reference_split, limit=reference_count).tensors()["image"]
-    reference = torch.cat([judge.features(images[i:i + 500]) for i in range(0, len(images), 500)])
     fid_fp = {**judge_fp, "features": "judge_world pooled (192-d)",
               "reference": f"world {reference_split}[:{reference_count}]"}
+    kid_split = kid_reference_split or reference_split
+    kid_fp = {**fid_fp, "reference": f"world {kid_split}[:{reference_count}]"}
     return Judges(classes=CLASSES, classify=lambda x: judge.probs(x)["label"], features=judge.features,
-                  reference=reference, encode_image=clip.encode_image, encode_text=clip.encode_text,
-                  fingerprints={"classifier": judge_fp, "clip": clip_fp, "fid": fid_fp},
-                  attributes={"colour": (WorldConfig().palette, lambda x: judge.probs(x)["colour"])})
+                  reference=world_features(reference_split, reference_count), encode_image=clip.encode_image,
+                  encode_text=clip.encode_text,
+                  fingerprints={"classifier": judge_fp, "clip": clip_fp, "fid": fid_fp, "kid": kid_fp},
+                  attributes={"colour": (WorldConfig().palette, lambda x: judge.probs(x)["colour"])},
+                  kid_reference=world_features(kid_split, reference_count))
 
 
-WORLD_OPTIONS = ("reference_split", "reference_count")
+WORLD_OPTIONS = ("reference_split", "reference_count", "kid_reference_split")
 
 
 def load_judges(spec: dict[str, Any] | None) -> Judges:
@@ -61,7 +80,8 @@ def load_judges(spec: dict[str, Any] | None) -> Judges:
     spec = dict(spec or {"name": "world"})
     name = spec.pop("name", "world")
     if name == "world":
-        return world_judges(spec.get("reference_split", "test"), int(spec.get("reference_count", 2000)))
+        return world_judges(spec.get("reference_split", "test"), int(spec.get("reference_count", 2000)),
+                            spec.get("kid_reference_split"))
     if name == "paper":
         from .paper_judges import paper_judges
 

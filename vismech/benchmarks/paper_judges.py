@@ -1,4 +1,4 @@
-"""The paper track's judges of generated images (protocols.md §3), each from a weights file given by path.
+"""The paper track's judges of generated images (docs/protocols.md §3), each from a weights file given by path.
 
 - classifier (`top1/resnet50-v2`): torchvision ResNet-50 with the IMAGENET1K_V2 weights and the transforms bundled
   with them (resize 232 bilinear, centre crop 224, ImageNet mean/std); `classes` are torchvision's 1000 category
@@ -12,7 +12,7 @@
   TF1 way). The reference folder's features are computed once and cached under `cache_dir`, keyed by the folder's
   content digest and the feature fingerprint.
 - attribute (`fd/fairface`): FairFace ResNet-34 (`res34_fair_align_multi_7_20190809.pt`, logits race 7, gender 2,
-  age 9), 224 px squash, ImageNet mean/std; groups per protocols.md (gender 2; age 0-19 / 20-59 / 60+; race White,
+  age 9), 224 px squash, ImageNet mean/std; groups per docs/protocols.md (gender 2; age 0-19 / 20-59 / 60+; race White,
   Black, Asian = East + Southeast Asian, Indian, renormalised over the four).
 - face_crop: "haar" crops the largest OpenCV Haar-cascade face (frontal, default cascade), squared and padded by
   `FACE_PADDING` per side, before FairFace. The protocol's dlib CNN detector with 5-landmark alignment needs model
@@ -73,7 +73,7 @@ FACE_CASCADE = "haarcascade_frontalface_default.xml"
 FACE_PADDING = 0.25  # of the face box's side, per side: dlib's get_face_chip default as FairFace calls it
 HAAR = dict(scaleFactor=1.1, minNeighbors=5)  # OpenCV's documented defaults for face detection
 MIN_FACE = 1 / 8  # smallest face side searched, as a fraction of the image's short side
-# what the SD cards' CLIP metrics report, by arch (protocols.md §3); other archs are unprofiled
+# what the SD cards' CLIP metrics report, by arch (docs/protocols.md §3); other archs are unprofiled
 # The protocols' scales differ from vismech's metrics (clip_t: 100 x cosine clipped at 0; clip_i: raw cosine): the
 # profile names what the paper reports, and each metric's units what the record holds; the two convert linearly.
 CLIP_PROFILES = {"ViT-B-32-quickgelu": "clipscore/openai-B32 (the paper reports raw cosine, 0-1)",

@@ -102,6 +102,13 @@ class PruningBenchmark(Benchmark):
         return check_range("mask fraction (task.strengths)", strength, 0.0, 1.0)
 
     @classmethod
+    def check_subject(cls, task_cfg: PruningConfig, subject) -> None:
+        layers = len(ffn_modules(subject))
+        if task_cfg.depth is not None and task_cfg.depth > layers:
+            raise VismechError(f"task.depth must be at most the {layers} FFN layers of '{subject.id}', got "
+                               f"{task_cfg.depth}")
+
+    @classmethod
     def make_items(cls, task_cfg: PruningConfig, subject):
         hi = None if task_cfg.eval_per_class is None else task_cfg.fit_per_class + task_cfg.eval_per_class
         return classifier_items(subject, task_cfg.images, limit=task_cfg.limit,
@@ -114,9 +121,9 @@ class PruningBenchmark(Benchmark):
     def __init__(self, subject, method, finding, strengths, run_seed, task_cfg: PruningConfig | None = None):
         super().__init__(subject, method, finding, strengths, run_seed, task_cfg)
         layers = len(ffn_modules(subject))
+        if task_cfg is not None:
+            self.check_subject(task_cfg, subject)
         depth = layers if task_cfg is None or task_cfg.depth is None else task_cfg.depth
-        if depth > layers:
-            raise VismechError(f"task.depth must be at most the {layers} FFN layers of '{subject.id}', got {depth}")
         width, classes = ffn_width(subject), subject.num_classes
         keep = torch.zeros(classes, depth, width, dtype=torch.bool)
         if "paths" in finding.tensors:  # the no-op has no paths and keeps nothing

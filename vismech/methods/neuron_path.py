@@ -563,6 +563,16 @@ class PathMethod(Method):
         jas = path_jas(probe, paths)
         return {"paths": paths, "jas_ref": jas["ref"], "jas_ig": jas["ig"], "layer_ig": jas["layers"]}
 
+    def check_subject(self, subject: Subject, task: str) -> None:
+        width = ffn_width(subject)
+        if self.config.top_k > width:
+            raise VismechError(f"method.config.top_k must be at most the {width} FFN units per layer of "
+                               f"'{subject.id}', got {self.config.top_k}")
+        candidates = getattr(self.config, "candidates", None)
+        if candidates is not None and candidates > width:
+            raise VismechError(f"method.config.candidates must be at most the {width} FFN units per layer of "
+                               f"'{subject.id}', got {candidates}")
+
     def probe(self, subject: Subject, images: Tensor, labels: Tensor) -> Probe:
         c = self.config
         return make_probe(subject, images, labels, m=c.m, chunk_rows=c.chunk_rows, token_scope=c.token_scope,

@@ -10,11 +10,12 @@ import hashlib
 import json
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from torchmetrics import Metric
 
 from ..errors import VismechError
-from ..stats import bootstrap_ci
+from ..stats import TRANSFORMS, Estimate, mean_estimate, pseudo_estimate, pseudo_values
 
 Direction = Literal["higher", "lower"]
 
@@ -87,27 +88,32 @@ class ItemMetric(Metric):
         ids = ids.reshape(-1)
         return ids, values.reshape(ids.numel(), -1) if self.row_values else values.reshape(-1)
 
-    def summarize(self, *, seed: int = 0, resamples: int = 1000) -> dict[str, Any]:
-        """Mean, bootstrap CI over items, and the metadata a result record needs."""
+    def summarize(self) -> dict[str, Any]:
+        """Mean over items, its interval (vismech.stats.mean_estimate), and the metadata a result record needs."""
         ids, values = self.items()
-        low, high = bootstrap_ci(values.numpy(), resamples=resamples, seed=seed)
-        return {"name": self.name, "value": float(values.mean()), "ci_low": low, "ci_high": high, "ci_level": 0.95,
-                "n": int(ids.numel()), "direction": self.direction, "units": self.units,
-                "fingerprint": self.fingerprint(), "fingerprint_items": self.fingerprint_items(),
+        return {**self.describe(mean_estimate(values.numpy()), int(ids.numel())),
                 "item_ids": ids.tolist(), "item_values": values.tolist()}
+
+    def describe(self, estimate: Estimate, n: int) -> dict[str, Any]:
+        return {"name": self.name, "value": estimate.value, "ci_low": estimate.low, "ci_high": estimate.high,
+                "ci_level": 0.95, "ci_method": estimate.method, "ci_note": estimate.note, "n": n,
+                "direction": self.direction, "units": self.units, "fingerprint": self.fingerprint(),
+                "fingerprint_items": self.fingerprint_items()}
 
 
 class SetMetric(ItemMetric):
-    """A statistic of the whole item set (FID, a distribution's distance to a target) from per-item vectors.
+    """A statistic of the whole item set (FID, FD, KID) from per-item vectors.
 
     `update(ids, vectors)` keeps one row per item; `statistic(rows)` maps the (n, d) rows, sorted by id, to one
-    number. Its CI resamples items with replacement and recomputes the statistic. There are no per-item values,
-    so records carry no item list for it and paired comparisons use the per-item metrics.
+    number on a smooth scale (FD^2 rather than FD), and `transform` names the monotone map to the reported scale.
+    The estimate is the jackknife's (vismech.stats): its pseudo-values remove the plug-in's 1/n bias, give the
+    interval, and are stored in the record, so two records on the same items compare pseudo-value by
+    pseudo-value. `plugin_value` keeps the statistic as the papers compute it on the whole set.
     """
 
     set_level = True
     row_values = True
-    resamples: ClassVar[int] = 200  # a statistic costs more than a mean; 200 resamples keep the CI's ends stable
+    transform: ClassVar[str] = "identity"
 
     def update(self, ids: torch.Tensor, vectors: torch.Tensor) -> None:
         ids = torch.as_tensor(ids).reshape(-1)
@@ -119,19 +125,26 @@ class SetMetric(ItemMetric):
         # flat, so every rank's state is 1-D: a rank without items gathers an empty (0,) beside the others' rows
         self.values.append(vectors.reshape(-1))
 
-    def statistic(self, rows: torch.Tensor) -> float:
+    def statistic(self, rows: np.ndarray) -> float:
         raise NotImplementedError
 
-    def summarize(self, *, seed: int = 0, resamples: int | None = None) -> dict[str, Any]:
-        import numpy as np
+    def interval_note(self, n: int, rows: np.ndarray) -> str | None:
+        """Why no honest interval exists for these rows (the jackknife's coverage fails there), or None."""
+        return None
 
+    def estimate(self, rows: np.ndarray, pseudo: np.ndarray) -> Estimate:
+        """The estimate and interval; by default the jackknife's."""
+        return pseudo_estimate(pseudo, TRANSFORMS[self.transform])
+
+    def summarize(self) -> dict[str, Any]:
         ids, rows = self.items()
-        value = self.statistic(rows)
-        draws = np.random.default_rng(seed).integers(0, len(ids), size=(resamples or self.resamples, len(ids)))
-        stats = np.array([self.statistic(rows[torch.from_numpy(d)]) for d in draws])
-        low, high = float(np.quantile(stats, 0.025)), float(np.quantile(stats, 0.975))
-        # a biased statistic (FID grows on resamples with repeated items) can put its full-set value outside the
-        # percentile interval; the interval is widened to contain it, as the record schema requires
-        return {"name": self.name, "value": value, "ci_low": min(low, value), "ci_high": max(high, value),
-                "ci_level": 0.95, "n": int(ids.numel()), "direction": self.direction, "units": self.units,
-                "fingerprint": self.fingerprint(), "fingerprint_items": self.fingerprint_items()}
+        rows = rows.numpy()
+        n, transform = len(rows), TRANSFORMS[self.transform]
+        plugin = transform(self.statistic(rows))
+        note = "one item: no interval" if n < 2 else self.interval_note(n, rows)
+        if note is not None:  # the plug-in as the papers report it, and no interval or tie test
+            return {**self.describe(Estimate(plugin, None, None, "none", note), n), "plugin_value": plugin,
+                    "item_ids": ids.tolist()}
+        pseudo = pseudo_values(rows, self.statistic)
+        return {**self.describe(self.estimate(rows, pseudo), n), "plugin_value": plugin, "transform": self.transform,
+                "item_ids": ids.tolist(), "pseudo_values": pseudo.tolist()}
