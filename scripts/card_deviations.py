@@ -1,4 +1,5 @@
-"""Writes docs/cards/<card>_deviations.md for every paper card from its config (vismech/deviations.py).
+"""Writes each paper card's deviations page in docs/cards/ (the card's name, then "_deviations") from its config
+(vismech/deviations.py).
 
     .venv/bin/python scripts/card_deviations.py          # write the pages
     .venv/bin/python scripts/card_deviations.py --check  # exit 1 naming the cards whose page is out of date

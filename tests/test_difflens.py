@@ -359,11 +359,12 @@ def test_add_rule_set_makes_the_latent_beta_where_beta_is_positive(tiny):
     classes = torch.tensor([1, 0])
 
     def delta(rule, s):
-        return LatentEdit(tiny, sae, features, s, "add", "position", None, Window(1, 0), add_rule=rule).delta(h, classes, 3)
+        edit = LatentEdit(tiny, sae, features, s, "add", "position", None, Window(1, 0), add_rule=rule)
+        return edit.delta(h, classes, 3)
 
     s = 0.7
-    torch.testing.assert_close(delta("set", s), from_tokens((s - z) * mask @ sae.W_dec.T, h.shape), atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(delta("add", s), from_tokens(s * mask @ sae.W_dec.T, h.shape), atol=1e-6, rtol=1e-5)
+    for rule, dz in (("set", (s - z) * mask), ("add", s * mask)):
+        torch.testing.assert_close(delta(rule, s), from_tokens(dz @ sae.W_dec.T, h.shape), atol=1e-6, rtol=1e-5)
     assert ((z * mask) != 0).any()  # active class latents: setting and adding differ
     assert not torch.allclose(delta("set", s), delta("add", s), atol=1e-3)
     for s in (0.0, -0.5):  # no positive beta: both add

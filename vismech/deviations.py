@@ -1,4 +1,5 @@
-"""Each paper card's deviations from its paper's protocol, as a generated page (docs/cards/<card>_deviations.md).
+"""Each paper card's deviations from its paper's protocol, as a generated page in docs/cards/ (the card's name,
+then "_deviations").
 
 Two parts, both read from the card, never written by hand:
 - the reference switches: for every method of the card's sweep that has reference code, each key its typed config
@@ -141,7 +142,8 @@ def render(card: str) -> str:
     else:
         lines.append("No method of this card has reference switches.")
     if without:
-        lines += ["", f"Without reference switches (baselines and controls as vismech defines them): {', '.join(without)}."]
+        lines += ["", "Without reference switches (baselines and controls as vismech defines them): "
+                      f"{', '.join(without)}."]
     lines += ["", "## Other deviations", ""]
     if deviations:
         lines += ["| what | paper | vismech | why |", "|---|---|---|---|"]
@@ -153,7 +155,7 @@ def render(card: str) -> str:
 
 
 def page(folder: Path, card: str) -> Path:
-    return Path(folder) / f"{card}_deviations.md"
+    return Path(folder) / (card + "_deviations" + ".md")
 
 
 def write_all(folder: Path) -> list[Path]:

@@ -159,7 +159,8 @@ def make_sampler(subject: DiffusionSubject, data: ConceptData, prompt: str | Non
     concept, base, uncond = (embed(subject, [p]).expand(n, -1, -1)
                              for p in (prompt or data.concept, data.base, ""))
     scheduler = ddim(subject, data.steps)
-    return Sampler(subject, scheduler, concept, base, uncond, float(data.guidance_scale if guidance is None else guidance),
+    guidance = data.guidance_scale if guidance is None else guidance
+    return Sampler(subject, scheduler, concept, base, uncond, float(guidance),
                    initial_latents(subject, seeds, scheduler), fusable=data.base == "")
 
 
@@ -431,7 +432,8 @@ def site_tensors(finding: Finding, prefix: str) -> dict[str, Tensor]:
 
 @dataclass
 class CADConfig(AblationConfig):
-    # the keys that choose between the released code's behaviour and vismech's (docs/cards/*_deviations.md)
+    # the keys that choose between the released code's behaviour and vismech's (in each paper card's generated
+    # deviations page)
     SWITCHES: ClassVar[dict[str, str]] = {
         "score_dtype": "objective, gradient sums and w * g in fp32 (fp32) or in the model's dtype (model)",
     }

@@ -99,7 +99,8 @@ class ProbeConfig(SteeringConfig):
 
 @dataclass
 class DiffLensConfig(ProbeConfig):
-    # the keys that choose between the released code's behaviour and vismech's (docs/cards/*_deviations.md)
+    # the keys that choose between the released code's behaviour and vismech's (in each paper card's generated
+    # deviations page)
     SWITCHES: ClassVar[dict[str, str]] = {
         "mode": "latents scaled by 1 + s (scale) or shifted by s (add)",
         "add_rule": "add mode: z + s (add), or z set to s where s > 0 (set)",

@@ -617,7 +617,8 @@ class PathMethod(Method):
 
 @dataclass
 class NeuronPathConfig(PathConfig):
-    # the keys that choose between the released code's behaviour and vismech's (docs/cards/*_deviations.md)
+    # the keys that choose between the released code's behaviour and vismech's (in each paper card's generated
+    # deviations page)
     SWITCHES: ClassVar[dict[str, str]] = {
         "jas_form": "the JAS form selection reads: ref (product of sums, the released code's) or ig (path IG)",
         "candidate_scoring": "candidates scored with all of layer t ramped (layer_scaled, the released search) or "
