@@ -302,6 +302,7 @@ def test_finding_round_trips_and_records_cost(tiny, erase_finding, tmp_path):
     ({"sites": ""}, "sites must be a non-empty"),
     ({"stored_ratio": 0.0}, r"stored_ratio must be in \(0, 1\], got 0"),
     ({"stored_ratio": 0.1, "selection": "both"}, "stored_ratio < 1 needs selection 'positive' or 'negative'"),
+    ({"score_dtype": "fp16"}, "score_dtype must be one of fp32, model; got 'fp16'"),
 ])
 def test_bad_erase_config_names_the_value(config, match):
     with pytest.raises(VismechError, match=match):
@@ -311,6 +312,10 @@ def test_bad_erase_config_names_the_value(config, match):
 def test_bad_values_name_the_value(tiny, erase_finding):
     with pytest.raises(VismechError, match="batch_size must be >= 1, got 0"):
         CADAmplify({"batch_size": 0})
+    for key, value, allowed in (("latent", "mode", "mean, sample"), ("pixel_range", "0-255", "signed, unit"),
+                                ("generated_images", "png", "latent, pixels")):
+        with pytest.raises(VismechError, match=f"{key} must be one of {allowed}; got '{value}'"):
+            CADAmplify({key: value})
     with pytest.raises(VismechError, match=r"strength of method 'cad_erase' must be in \[0, 1\], got 1.5"):
         CADErase().edit(tiny, erase_finding, 1.5)
     with pytest.raises(VismechError, match="made by method 'cad_erase', not 'cad_amplify'"):
@@ -413,3 +418,77 @@ def test_mini_amplify_strengthens_the_class(mini):
     assert amplified[target] >= clean[target] + 0.25, (clean.tolist(), amplified.tolist())
     assert amplified_prob[target] >= clean_prob[target] + 0.1, (clean_prob.tolist(), amplified_prob.tolist())
     assert (clean - amplified)[others].mean() <= 0.05
+
+
+# --- reference switches and the tie fix (issue 18) ----------------------------------------------------------------
+
+def test_both_ends_never_pick_the_same_tied_weight():
+    """30 % of the scores are tied at 0 (zero gradients): one sort partitions each row, so 'both' zeroes exactly
+    2n distinct weights per row (every weight once 2n reaches the width)."""
+    gen = torch.Generator().manual_seed(0)
+    score = torch.randn(6, 20, generator=gen)
+    score[:, ::3] = 0.0  # 7 ties of 20 per row
+    for ratio, per_row in ((0.3, 12), (0.25, 10), (0.5, 20), (0.7, 20)):  # n = 6, 5, 10, 14
+        assert selection_masks({"w": score}, ratio, "row", "both")["w"].sum(1).tolist() == [per_row] * 6
+    flat = selection_masks({"w": score}, 0.3, "matrix", "both")["w"]  # n = 36 of 120 at each end
+    assert int(flat.sum()) == 72
+    mask = pick(torch.zeros(3, 8), 4, "both")  # every score tied: the two ends still cover the row
+    assert mask.all()
+    ends = pick(score, 2, "both")
+    order = score.argsort(dim=1, descending=True, stable=True)
+    assert ends.gather(1, order[:, :2]).all() and ends.gather(1, order[:, -2:]).all()
+
+
+def bf16() -> object:
+    subject = tiny_subject(0)
+    subject.pipeline.to(torch.bfloat16)
+    return subject
+
+
+def test_score_dtype_model_rounds_like_the_model_and_agrees_in_fp32(tiny):
+    data = ConceptData("a sneaker", seeds=(3,), steps=2, guidance_scale=3.0)
+    fp32 = {d: alpha(CADErase({"score_dtype": d}).fit(tiny, data)) for d in ("fp32", "model")}
+    for site in fp32["fp32"]:  # an fp32 model: the same arithmetic either way
+        assert torch.equal(fp32["fp32"][site], fp32["model"][site])
+    half = bf16()
+    low = {d: alpha(CADErase({"score_dtype": d}).fit(half, data)) for d in ("fp32", "model")}
+    for site in low["model"]:  # w * g kept in bf16: every score is a bf16 number, and not all fp32 ones are
+        assert torch.equal(low["model"][site].bfloat16().float(), low["model"][site])
+    assert any(not torch.equal(a.bfloat16().float(), a) for a in low["fp32"].values())
+    assert any(not torch.equal(low["model"][s], low["fp32"][s]) for s in low["model"])
+
+
+def test_amplify_encoding_settings_change_what_the_vae_sees(tiny, monkeypatch):
+    """pixel_range unit encodes [0, 1] pixels as they are, signed maps them to [-1, 1]; latent sample draws from
+    the posterior with the method's generator, mean takes its mean."""
+    from vismech.methods import cad
+
+    vae = tiny.pipeline.vae
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    seen = []
+    encode = vae.encode
+    monkeypatch.setattr(vae, "encode", lambda x: seen.append(x.clone()) or encode(x))
+    mean = cad.concept_latents(tiny, images, 2, "mean", "signed")
+    unit = cad.concept_latents(tiny, images, 2, "mean", "unit")
+    assert torch.equal(seen[0], images * 2 - 1) and torch.equal(seen[1], images)
+    assert not torch.allclose(mean, unit)
+    drawn = cad.concept_latents(tiny, images, 2, "sample", "signed", torch.Generator().manual_seed(5))
+    posterior = encode(images * 2 - 1).latent_dist
+    noise = torch.randn(posterior.mean.shape, generator=torch.Generator().manual_seed(5))
+    sf = vae.config.scaling_factor
+    torch.testing.assert_close(drawn, (posterior.mean + posterior.std * noise) * sf)
+    torch.testing.assert_close(mean, posterior.mean * sf)
+
+
+def test_amplify_generates_the_requested_images_and_reads_them_back_as_pixels(tiny):
+    data = ConceptData("parachute", seeds=(0,), steps=2, image_prompt="a photo of parachute", image_count=3,
+                       image_guidance_scale=7.5)
+    latent = CADAmplify({"batch_size": 2}).fit(tiny, data)
+    assert latent.meta["images"] == 3 and latent.meta["points"] == 2 * 3
+    assert latent.meta["conditioning"] == "a photo of parachute" and "cfg 7.5" in latent.meta["image_source"]
+    assert latent.meta["encoding"] == "none (final latents)"
+    reference = CADAmplify({"batch_size": 2, "generated_images": "pixels", "latent": "sample",
+                            "pixel_range": "unit"}).fit(tiny, data)
+    assert reference.meta["encoding"] == "sample latent of unit pixels"
+    assert any(not torch.equal(a, b) for a, b in zip(alpha(latent).values(), alpha(reference).values()))
+    assert data.digest() != ConceptData("parachute", seeds=(0,), steps=2, image_prompt="a photo of parachute").digest()

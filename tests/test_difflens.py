@@ -339,3 +339,92 @@ def test_prompt_augmentation_names_classes_drawn_from_the_target(sd):
 
     assert torch.equal(run(method.edit(sd, found, 1.0), prompts), run(None, ["a green t-shirt", "a green sneaker"]))
     assert isinstance(method.edit(sd, found, 0.0), NoEdit)
+
+
+# --- reference switches (issue 18): set-to-beta, the decoder-bias write-back, the IG window, per-class beta/tau ---
+
+def edit_parts(tiny, **options):
+    sae = random_sae(d=64, n=128, k=8)
+    features = torch.tensor([[0, 1, 2], [5, 6, 7]])
+    h = torch.randn(2, 64, 2, 2, generator=torch.Generator().manual_seed(8))
+    z = sae.encode(to_tokens(h))
+    mask = torch.zeros(8, 128)
+    mask[:4, [5, 6, 7]] = 1  # tokens of image 0 (class 1)
+    mask[4:, [0, 1, 2]] = 1
+    return sae, features, h, z, mask
+
+
+def test_add_rule_set_makes_the_latent_beta_where_beta_is_positive(tiny):
+    sae, features, h, z, mask = edit_parts(tiny)
+    classes = torch.tensor([1, 0])
+
+    def delta(rule, s):
+        edit = LatentEdit(tiny, sae, features, s, "add", "position", None, Window(1, 0), add_rule=rule)
+        return edit.delta(h, classes, 3)
+
+    s = 0.7
+    for rule, dz in (("set", (s - z) * mask), ("add", s * mask)):
+        torch.testing.assert_close(delta(rule, s), from_tokens(dz @ sae.W_dec.T, h.shape), atol=1e-6, rtol=1e-5)
+    assert ((z * mask) != 0).any()  # active class latents: setting and adding differ
+    assert not torch.allclose(delta("set", s), delta("add", s), atol=1e-3)
+    for s in (0.0, -0.5):  # no positive beta: both add
+        assert torch.equal(delta("set", s), delta("add", s))
+
+
+def test_bias_write_back_adds_b_dec_to_every_sample_so_strength_zero_is_not_the_identity(tiny, fitted):
+    sae, features, h, z, mask = edit_parts(tiny)
+    with torch.no_grad():
+        sae.b_dec.copy_(torch.linspace(-1, 1, 64))
+    classes_of = lambda ids: torch.tensor([-1 if int(i) == 0 else 0 for i in ids])  # noqa: E731
+    ids = torch.tensor([0, 1])
+    for s in (0.0, 0.7):
+        plain = LatentEdit(tiny, sae, features, s, "scale", "position", classes_of, Window(1, 0))
+        reference = LatentEdit(tiny, sae, features, s, "scale", "position", classes_of, Window(1, 0),
+                               write_back="delta_and_bias")
+        assert plain.selected(ids, 2, 4).tolist() == [False, True]  # the unedited sample is left alone ...
+        assert reference.selected(ids, 2, 4).tolist() == [True, True]  # ... unless the bias goes everywhere
+        assert reference.selected(ids, 0, 4).tolist() == [False, False]  # outside the window nothing
+        bias = sae.b_dec.view(1, 64, 1, 1)
+        torch.testing.assert_close(reference.shift(h, ids, 2, 4), plain.shift(h, ids, 2, 4) + bias)
+        torch.testing.assert_close(plain.shift(h, ids, 2, 4)[0], h[0])
+    method = DiffLens({**TINY_CONFIG, "write_back": "delta_and_bias"}, seed=0)
+    assert not isinstance(method.edit(tiny, fitted, 0.0), NoEdit)
+    assert not torch.equal(generate(tiny, method.edit(tiny, fitted, 0.0)).images, generate(tiny, None).images)
+
+
+def test_ig_step_window_is_explicit():
+    last48 = DiffLens({"ig_last_steps": 48}).config.ig_step_list(50)
+    steps_1_48 = DiffLens({"ig_steps": [1, 48]}).config.ig_step_list(50)
+    assert last48 == list(range(2, 50)) and steps_1_48 == list(range(1, 49)) and last48 != steps_1_48
+    assert DiffLens({"ig_steps": [2, 49]}).config.ig_step_list(50) == last48
+    with pytest.raises(VismechError, match=r"ig_steps \[1, 48\] must lie within the sampler's steps 0..3"):
+        DiffLens({"ig_steps": [1, 48]}).config.ig_step_list(4)
+
+
+def test_per_class_strengths_and_feature_counts(tiny):
+    sae, features, h, z, mask = edit_parts(tiny)
+    classes = torch.tensor([1, 0])
+    uniform = LatentEdit(tiny, sae, features, 0.7, "scale", "position", None, Window(1, 0))
+    same = LatentEdit(tiny, sae, features, 0.7, "scale", "position", None, Window(1, 0), counts=[3, 3],
+                      class_scale=torch.ones(2))
+    assert torch.equal(uniform.delta(h, classes, 3), same.delta(h, classes, 3))  # all ones: one strength
+    # released-style settings: class 0 at 2 x the strength on its first latent only, class 1 not edited (tau 0)
+    tuned = LatentEdit(tiny, sae, features, 0.7, "scale", "position", None, Window(1, 0), counts=[1, 0],
+                       class_scale=torch.tensor([2.0, 0.0]))
+    want = torch.zeros(8, 128)
+    want[4:, 0] = 1.4 * z[4:, 0]
+    torch.testing.assert_close(tuned.delta(h, classes, 3), from_tokens(want @ sae.W_dec.T, h.shape), atol=1e-6,
+                               rtol=1e-5)
+    with pytest.raises(VismechError, match=r"class_strengths must give one value per class \(4\), got \[1.0, 2.0\]"):
+        DiffLens({"class_strengths": [1.0, 2.0]}).config.per_class(4)
+
+
+@pytest.mark.parametrize("config, match", [
+    ({"add_rule": "replace"}, "add_rule must be one of add, set, got 'replace'"),
+    ({"write_back": "bias"}, "write_back must be one of delta, delta_and_bias, got 'bias'"),
+    ({"ig_steps": [5, 2]}, r"ig_steps must be \[first, last\] with 0 <= first <= last, or null; got \[5, 2\]"),
+    ({"class_features": [10, 200]}, r"class_features must each be in \[0, ranked_per_class = 100\]"),
+])
+def test_reference_switches_are_checked(config, match):
+    with pytest.raises(VismechError, match=match):
+        DiffLens(config)

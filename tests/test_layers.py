@@ -20,7 +20,7 @@ LAYERS = (
     ("methods and metrics", ("vismech.method", "vismech.methods", "vismech.metrics")),
     ("benchmarks", ("vismech.benchmarks",)),
     ("runs and board", ("vismech.runner", "vismech.trials", "vismech.summary", "vismech.verify",
-                        "vismech.leaderboard", "vismech.site", "vismech.cli")),
+                        "vismech.leaderboard", "vismech.site", "vismech.deviations", "vismech.cli")),
 )
 
 

@@ -69,19 +69,26 @@ def with_cls_ffn(subject, image, label, vectors: list[torch.Tensor]) -> torch.Te
             handle.remove()
 
 
-def direct_jas(subject, image, label, path: list[int], m: int) -> tuple[float, float]:
+def ramp_gradients(subject, image, label, path: list[list[int]], m: int) -> tuple[list, list]:
+    """Per layer, the clean values of its path units and their gradients summed over alpha_k = k/m, every path
+    unit ramped together and every other CLS FFN unit held clean (float64 lists of K values per layer)."""
     clean = cls_ffn(subject, image)
-    w = torch.stack([clean[l][p] for l, p in enumerate(path)]).double()
-    g = torch.zeros(len(path), dtype=torch.float64)
+    w = [clean[l][p].double() for l, p in enumerate(path)]
+    g = [torch.zeros(len(p), dtype=torch.float64) for p in path]
     for k in range(m):
         vectors = []
         for l, p in enumerate(path):
             v = clean[l].clone()
             v[p] = k / m * clean[l][p]
             vectors.append(v.requires_grad_())
-        prob = with_cls_ffn(subject, image, label, vectors)
+        grads = torch.autograd.grad(with_cls_ffn(subject, image, label, vectors), vectors)
         for l, p in enumerate(path):
-            g[l] += torch.autograd.grad(prob, vectors[l], retain_graph=True)[0][p].double()
+            g[l] += grads[l][p].double()
+    return w, g
+
+
+def direct_jas(subject, image, label, path: list[int], m: int) -> tuple[float, float]:
+    w, g = (torch.cat(v) for v in ramp_gradients(subject, image, label, [[p] for p in path], m))
     return float(w.sum() / m * g.sum()), float((w * g).sum() / m)
 
 
@@ -383,9 +390,56 @@ def test_registered_with_typed_configs():
     ({"jas_form": "sum"}, "jas_form must be one of ref, ig; got 'sum'"),
     ({"token_scope": "all"}, "token_scope must be one of auto, cls, mean_patches; got 'all'"),
     ({"m": 0}, "m must be >= 1, got 0"),
-    ({"top_k": 5, "candidates": 4}, "candidates must be >= 5, got 4"),
+    ({"top_k": 5, "candidates": 4, "candidate_scoring": "isolated"}, "candidates must be >= 5, got 4"),
     ({"procedure": "reference", "candidate_scoring": "isolated"}, "procedure 'reference' reproduces"),
+    ({"topk_accumulate": "last"}, "topk_accumulate must be one of sum, reference; got 'last'"),
+    ({"batch_target": "mixed"}, "batch_target must be one of each, first; got 'mixed'"),
 ])
 def test_bad_configs(config, message):
     with pytest.raises(VismechError, match=message):
         NeuronPath(config)
+
+
+# --- reference switches (issue 18): the released code's top-K slot and batch target ------------------------------
+
+def direct_topk_jas(subject, image, label, path: list[list[int]], m: int, counted: str) -> float:
+    """The ref-form JAS by the definition, with every one of the K units per layer ramped; `counted` "sum" adds
+    all K units' values and gradients, "last" only the K-th ranked unit's (the released top-K code)."""
+    w, g = ramp_gradients(subject, image, label, path, m)
+    keep = slice(None) if counted == "sum" else slice(-1, None)
+    return float(sum(v[keep].sum() for v in w) / m * sum(v[keep].sum() for v in g))
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+def test_topk_accumulate_agrees_at_one_unit_and_not_at_five(tiny):
+    subject, data = tiny
+    fits = {mode: {k: NeuronPath({"m": 8, "top_k": k, "topk_accumulate": mode}).fit(subject, data)
+                   for k in (1, 5)} for mode in ("sum", "reference")}
+    for name in ("paths", "jas_ref", "jas_ig", "activation_jas_ref"):  # K = 1: the one unit is the K-th unit
+        assert torch.equal(fits["sum"][1].tensors[name], fits["reference"][1].tensors[name])
+    ref, total = fits["reference"][5].tensors, fits["sum"][5].tensors
+    # K = 5: the chain unit ranks first and carries the attribution; the 5th unit is a bystander, so counting only
+    # it leaves a JAS far from the sum over all five
+    assert (total["jas_ref"] - ref["jas_ref"]).abs().min() > 0.1 * total["jas_ref"].abs().max()
+    image, label = data["image"][0], int(data["label"][0])
+    for fit, counted in ((total, "sum"), (ref, "last")):
+        expected = direct_topk_jas(subject, image, label, fit["paths"][0].tolist(), 8, counted)
+        assert fit["jas_ref"][0].item() == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
+def test_batch_target_first_bites_on_mixed_batches_and_class_runs_undo_it(tiny):
+    subject, data = tiny
+    mixed = {**data, "label": torch.tensor([0, 1, 2, 0, 1, 2])}
+    first, each = (NeuronPath({"m": 8, "batch_target": t}) for t in ("first", "each"))
+    # inside one mixed batch "first" explains class 0 for every image
+    one = {name: m.explain(m.probe(subject, mixed["image"], mixed["label"]), mixed["id"]) for name, m in
+           (("first", first), ("each", each))}
+    as_class0 = each.explain(each.probe(subject, mixed["image"], torch.zeros(6, dtype=torch.long)), mixed["id"])
+    torch.testing.assert_close(one["first"]["jas_ref"], as_class0["jas_ref"])
+    assert not torch.allclose(one["first"]["jas_ref"][1:3], one["each"]["jas_ref"][1:3])
+    # fitting cuts batches at every label change: one class per batch, so per-image labels hold
+    a, b = first.fit(subject, mixed), each.fit(subject, mixed)
+    assert torch.equal(a.tensors["paths"], b.tensors["paths"])
+    torch.testing.assert_close(a.tensors["jas_ref"], b.tensors["jas_ref"])
+    L = len(TinyNet.CHAIN)
+    assert a.meta["forward_passes"] == 6 * (1 + L + 2) and b.meta["forward_passes"] == 1 + L + 2

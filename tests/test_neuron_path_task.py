@@ -82,7 +82,7 @@ def test_paper_track_run_on_a_tiny_vit_and_an_image_folder(workspace, tmp_path, 
 
 
 @pytest.mark.parametrize("card, model, sweep", [
-    ("paper_neuron_path", "vit_b16", {"method": "noop,random_path,activation_path,influence_pattern,knowledge_neurons,neuron_path"}),
+    ("paper_neuron_path", "vit_b16", {"method": "noop,random_path,activation_path,influence_pattern,knowledge_neurons,neuron_path_reference"}),
     ("paper_neuron_path", "mae_b16", {}),
     ("paper_pruning", "vit_b32", {"method.config.top_k": "1,5,10,20,50", "task.depth": "3,6,9,12"}),
 ])

@@ -109,14 +109,16 @@ def test_difflens_sd_card_on_a_tiny_sd_v15_with_fairface(workspace, paper):
               "task.judges.face_crop=null", *judge_options(paper, "attribute", "clip", "fid")]
     assert workspace.run(*common, "method=prompt_augmentation", "task.strengths=[0.0,1.0]") == 0
     small = {"sae_steps": 10, "sae_k": 8, "probe_per_class": 2, "probe_epochs": 1, "ig_samples": 6,
-             "ig_last_steps": 2, "drift_samples": 0, "calibration_strengths": "[10.0]"}
-    assert workspace.run(*common, "method=difflens", "task.strengths=[0.0,10.0]", "task.fit.fit_ids=[0,12]",
+             "ig_steps": "[1,2]", "drift_samples": 0, "calibration_strengths": "[1.0]"}
+    assert workspace.run(*common, "method=difflens", "task.strengths=[0.0,1.0]", "task.fit.fit_ids=[0,12]",
                          "task.fit.calibration_ids=[100000,100006]",
                          *(f"++paper_difflens_sd.config.difflens.{k}={v}" for k, v in small.items())) == 0
     records = {r["method"]["name"]: r for r in workspace.records()}
     augmented, difflens = records["prompt_augmentation"], records["difflens"]
     assert {r["subject"]["id"] for r in records.values()} == {"sd_v15"}
-    assert difflens["method"]["config"]["sae_k"] == 8 and difflens["method"]["config"]["mode"] == "add"
+    config = difflens["method"]["config"]
+    assert config["sae_k"] == 8 and (config["mode"], config["add_rule"], config["write_back"]) == ("add", "set", "delta")
+    assert config["class_strengths"] == [30.0, 0.0, 50.0] and config["class_features"] == [10, 0, 30]
     assert set(unedited(augmented, "fd")["fingerprint_items"]["target"]) == {1 / 3}
     names = ("share_0-19", "share_20-59", "share_60+")
     assert set(augmented["sweep"][0]["metrics"]) == {*names, "fd", "fid", "clip_i", "clip_t", "no_face_rate"}
@@ -173,9 +175,16 @@ def test_generative_paper_cards_compose_into_valid_task_configs(card, model, att
         assert len(task_cfg.class_names()) == 10 and task_cfg.per_class == 500 and task_cfg.prompt_of("tench") == \
             "an image of a tench"
         assert task_cfg.sampling == {"steps": 50, "eta": 0.0, "guidance_scale": 7.5, "batch_size": 16}
+        # amplify fits on 50 images of "a photo of X" at the pipeline's CFG, as the reference: 2,500 points
+        data = task.make_fit_data(task_cfg, None)
+        assert (data.amplify_prompt, len(data.image_seeds), data.image_guidance, data.steps) == \
+            ("a photo of parachute", 50, 7.5, 50)
+        assert (data.concept, data.seeds, data.guidance_scale) == ("an image of a parachute", (0,), 3.0)
     else:
         assert task_cfg.attribute == attribute and task_cfg.labeler == "judge"
         assert cfg.method.config.sae_k == (1024 if model == "sd_v15" else 32)
+        assert list(cfg.method.config.ig_steps) == ([1, 48] if model == "sd_v15" else [40, 49])
+        assert cfg.method.config.write_back == ("delta" if model == "sd_v15" else "delta_and_bias")
         assert task_cfg.strengths[0] == 0.0 and len(task_cfg.strengths) == 4
     if model == "sd_v15":
         assert task_cfg.ids == [200000, 202000] and task_cfg.test_prompts(True)[3] == "A face of a nurse"

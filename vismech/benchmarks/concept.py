@@ -89,10 +89,13 @@ class ConceptConfig(GenerativeConfig):
         if not isinstance(self.related, int) or not 0 <= self.related < len(names) - 1:
             raise VismechError(f"task.related must be an integer in [0, {len(names) - 2}] (the other classes but one), "
                                f"got {self.related!r}")
-        unknown = set(self.fit) - {"seeds", "steps", "guidance_scale", "images"}
+        known = ("guidance_scale", "image_guidance_scale", "image_prompt", "images", "seeds", "steps")
+        unknown = set(self.fit) - set(known)
         if unknown:
-            raise VismechError(f"unknown task.fit key(s) {sorted(unknown)}; known: guidance_scale, images, seeds, "
-                               f"steps")
+            raise VismechError(f"unknown task.fit key(s) {sorted(unknown)}; known: {', '.join(known)}")
+        template = self.fit.get("image_prompt")
+        if template is not None and (not isinstance(template, str) or "{}" not in template):
+            raise VismechError(f"task.fit.image_prompt must hold '{{}}' for the class name, got {template!r}")
 
     def class_names(self) -> list[str]:
         from ..datasets.world import CLASSES
@@ -210,13 +213,20 @@ class ConceptBenchmark(GenerativeBenchmark):
 
     @classmethod
     def make_fit_data(cls, task_cfg: ConceptConfig, subject) -> ConceptData:
-        fit = {"seeds": 16, "steps": 25, "guidance_scale": 3.0, "images": 0, **task_cfg.fit}
+        fit = {"seeds": 16, "steps": 25, "guidance_scale": 3.0, "images": 0, "image_prompt": None,
+               "image_guidance_scale": None, **task_cfg.fit}
         names = task_cfg.class_names()
-        images = None
+        images, count = None, None
         if fit["images"] and task_cfg.classes is None:
             images = world_class_images(task_cfg.target, int(fit["images"]))
+        elif fit["images"]:  # no image folder of the paper's classes: amplify generates that many itself
+            count = int(fit["images"])
+        template = fit["image_prompt"]
+        guidance = fit["image_guidance_scale"]
         return ConceptData(task_cfg.prompt_of(task_cfg.target), seeds=tuple(range(int(fit["seeds"]))),
                            steps=int(fit["steps"]), guidance_scale=float(fit["guidance_scale"]), images=images,
+                           image_prompt=template.format(task_cfg.target) if template else None, image_count=count,
+                           image_guidance_scale=None if guidance is None else float(guidance),
                            others=tuple(task_cfg.prompt_of(n) for n in names if n != task_cfg.target),
                            label=task_cfg.target)
 

@@ -47,6 +47,8 @@ class ConceptData:
     guidance_scale: float = 3.0  # CFG scale of the sampled trajectories (the reference uses 3)
     images: torch.Tensor | None = field(default=None, repr=False)  # (N, 3, H, W) in [0, 1], concept images
     image_prompt: str | None = None  # prompt of self-generated amplify images; None: `concept`
+    image_count: int | None = None  # self-generated amplify images, seeds 0..n-1; None: one per seed of `seeds`
+    image_guidance_scale: float | None = None  # CFG of self-generated amplify images; None: `guidance_scale`
     others: tuple[str, ...] = ()  # concepts to keep (preservation terms of closed-form baselines)
     label: str = ""  # a short name for reports, e.g. the world class; defaults to the concept prompt
 
@@ -66,6 +68,11 @@ class ConceptData:
             raise VismechError(f"concept data: guidance_scale must be a finite number >= 1, got {g!r}")
         if self.images is not None:
             _check_images(self.images)
+        if self.image_count is not None:
+            _positive_int("image_count", self.image_count)
+        g = self.image_guidance_scale
+        if g is not None and (not isinstance(g, (int, float)) or isinstance(g, bool) or not math.isfinite(g) or g < 1):
+            raise VismechError(f"concept data: image_guidance_scale must be a finite number >= 1 or None, got {g!r}")
 
     @property
     def name(self) -> str:
@@ -77,10 +84,22 @@ class ConceptData:
     def amplify_prompt(self) -> str:
         return self.image_prompt if self.image_prompt is not None else self.concept
 
+    @property
+    def image_seeds(self) -> tuple[int, ...]:
+        """Seeds of the self-generated amplify images."""
+        return self.seeds if self.image_count is None else tuple(range(self.image_count))
+
+    @property
+    def image_guidance(self) -> float:
+        return float(self.guidance_scale if self.image_guidance_scale is None else self.image_guidance_scale)
+
     def digest(self) -> str:
         header = {"concept": self.concept, "base": self.base, "seeds": list(self.seeds), "steps": self.steps,
                   "guidance_scale": float(self.guidance_scale), "image_prompt": self.image_prompt,
                   "others": list(self.others), "label": self.label}
+        # keys added later enter only when set, so the digests (the store's keys) of older data stay valid
+        header |= {key: getattr(self, key) for key in ("image_count", "image_guidance_scale")
+                   if getattr(self, key) is not None}
         h = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
         if self.images is not None:
             pixels = self.images.detach().cpu().float().contiguous()

@@ -35,6 +35,10 @@ PROCEDURES = ("single", "reference")
 PAIRINGS = ("corrected", "reference")
 SCOPES = ("row", "matrix", "global")
 SELECTIONS = ("positive", "negative", "both")
+SCORE_DTYPES = ("fp32", "model")
+LATENTS = ("mean", "sample")
+PIXEL_RANGES = ("signed", "unit")
+GENERATED_IMAGES = ("latent", "pixels")
 
 Tensor = torch.Tensor
 
@@ -137,13 +141,16 @@ class Sampler:
         return x
 
 
-def make_sampler(subject: DiffusionSubject, data: ConceptData, prompt: str | None = None) -> Sampler:
-    n = len(data.seeds)
+def make_sampler(subject: DiffusionSubject, data: ConceptData, prompt: str | None = None,
+                 seeds: tuple[int, ...] | None = None, guidance: float | None = None) -> Sampler:
+    seeds = data.seeds if seeds is None else seeds
+    n = len(seeds)
     concept, base, uncond = (embed(subject, [p]).expand(n, -1, -1)
                              for p in (prompt or data.concept, data.base, ""))
     scheduler = ddim(subject, data.steps)
-    return Sampler(subject, scheduler, concept, base, uncond, float(data.guidance_scale),
-                   initial_latents(subject, data.seeds, scheduler), fusable=data.base == "")
+    guidance = data.guidance_scale if guidance is None else guidance
+    return Sampler(subject, scheduler, concept, base, uncond, float(guidance),
+                   initial_latents(subject, seeds, scheduler), fusable=data.base == "")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -175,24 +182,32 @@ def expected_backward_hook_warning() -> Iterator[None]:
 
 
 class GradientSum:
-    """Sum of dJ/dw over attribution points, per site, in fp32 whatever the model's dtype."""
+    """Sum of dJ/dw over attribution points, per site. `score_dtype` "fp32": the objective, the sums and w * g in
+    fp32 whatever the model's dtype; "model": all three in the model's dtype, as the reference keeps them (fp16
+    rounding, underflow and ties included). Either way the scores are handed out as fp32 tensors."""
 
-    def __init__(self, subject: Subject, sites: list[str]):
+    def __init__(self, subject: Subject, sites: list[str], score_dtype: str = "fp32"):
         self.sites = sites
         self.params = [subject.parameter(s) for s in sites]
-        self.sums = {s: torch.zeros_like(p, dtype=torch.float32) for s, p in zip(sites, self.params)}
+        self.fp32 = score_dtype == "fp32"
+        self.sums = {s: torch.zeros_like(p, dtype=torch.float32 if self.fp32 else p.dtype)
+                     for s, p in zip(sites, self.params)}
         self.objective = 0.0  # sum of J over the points: a diagnostic, and the faithfulness check's baseline
+
+    def cast(self, t: Tensor) -> Tensor:
+        """A model output in the dtype the objective is computed in."""
+        return t.float() if self.fp32 else t
 
     def add(self, objective: Tensor) -> None:
         with expected_backward_hook_warning():
             grads = torch.autograd.grad(objective, self.params)
         for site, grad in zip(self.sites, grads):
-            self.sums[site] += grad.float()
+            self.sums[site] += grad.to(self.sums[site].dtype)
         self.objective += float(objective.detach())
 
     def scores(self) -> dict[str, Tensor]:
-        """alpha = w * sum of dJ/dw, fp32."""
-        return {s: p.detach().float() * self.sums[s] for s, p in zip(self.sites, self.params)}
+        """alpha = w * sum of dJ/dw, in the accumulation dtype, returned as fp32."""
+        return {s: (p.detach().to(self.sums[s].dtype) * self.sums[s]).float() for s, p in zip(self.sites, self.params)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -202,7 +217,7 @@ def erase_point(sampler: Sampler, x: Tensor, k: int, grads: GradientSum) -> tupl
     """Add dJ/dw at (x, tau_k); returns the detached (concept, base) predictions."""
     with torch.enable_grad():
         eps_c, eps_b = sampler.unet(x.detach(), k, torch.cat([sampler.concept, sampler.base]))
-        grads.add((eps_c.float() - eps_b.detach().float()).pow(2).sum())
+        grads.add((grads.cast(eps_c) - grads.cast(eps_b.detach())).pow(2).sum())
     return eps_c.detach(), eps_b.detach()
 
 
@@ -229,20 +244,43 @@ def erase_restart(sampler: Sampler, grads: GradientSum, pairing: str) -> None:
 # The amplify objective: L_c = sum over images of mean ||eps - eps(sqrt(ab_t) z0 + sqrt(1 - ab_t) eps, c, t)||^2.
 
 @torch.no_grad()
-def concept_latents(subject: DiffusionSubject, images: Tensor, batch_size: int) -> Tensor:
-    """VAE posterior means of pixels mapped to [-1, 1], times the scaling factor: the space the UNet denoises."""
+def concept_latents(subject: DiffusionSubject, images: Tensor, batch_size: int, latent: str = "mean",
+                    pixel_range: str = "signed", generator: torch.Generator | None = None) -> Tensor:
+    """VAE latents of pixel images (in [0, 1]) times the scaling factor: the space the UNet denoises.
+
+    pixel_range "signed" maps pixels to [-1, 1] first (what the VAE was trained on); "unit" encodes [0, 1] as the
+    reference does. latent "mean" takes the posterior mean; "sample" draws from the posterior (the reference's
+    `latent_dist.sample()`) with `generator`."""
     vae = subject.pipeline.vae
     dtype = next(vae.parameters()).dtype
-    parts = [vae.encode(images[i:i + batch_size].to(subject.device, dtype) * 2 - 1).latent_dist.mean
-             for i in range(0, len(images), batch_size)]
+    parts = []
+    for i in range(0, len(images), batch_size):
+        pixels = images[i:i + batch_size].to(subject.device, dtype)
+        posterior = vae.encode(pixels * 2 - 1 if pixel_range == "signed" else pixels).latent_dist
+        parts.append(posterior.mean if latent == "mean" else posterior.sample(generator))
     return torch.cat(parts) * vae.config.scaling_factor
 
 
 @torch.no_grad()
-def generated_latents(sampler: Sampler) -> Tensor:
-    """x_0 of the sampler's trajectories: the model's own concept images, already in the scaled latent space
-    (the reference's generated path skipped the scaling factor; here it cannot be skipped)."""
-    return sampler.run(sampler.steps)
+def generated_latents(subject: DiffusionSubject, data: ConceptData, batch_size: int) -> Tensor:
+    """x_0 of DDIM trajectories of the amplify prompt, `batch_size` seeds at a time: the model's own concept
+    images, already in the scaled latent space (the reference's generated path skipped the scaling factor; here it
+    cannot be skipped)."""
+    seeds = data.image_seeds
+    parts = []
+    for lo in range(0, len(seeds), batch_size):
+        sampler = make_sampler(subject, data, data.amplify_prompt, seeds[lo:lo + batch_size], data.image_guidance)
+        parts.append(sampler.run(sampler.steps))
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def decoded_pixels(subject: DiffusionSubject, z0: Tensor, batch_size: int) -> Tensor:
+    """Pixels in [0, 1] of scaled latents, as the pipeline's image output gives them."""
+    vae = subject.pipeline.vae
+    parts = [vae.decode(z0[i:i + batch_size] / vae.config.scaling_factor).sample
+             for i in range(0, len(z0), batch_size)]
+    return (torch.cat(parts).float() / 2 + 0.5).clamp(0, 1)
 
 
 def amplify_noise(generator: torch.Generator, shape: torch.Size, steps: int, dtype: torch.dtype) -> Iterator[Tensor]:
@@ -263,7 +301,7 @@ def amplify_objective(subject: DiffusionSubject, scheduler, z0: Tensor, context:
             with torch.enable_grad():
                 eps = subject.unet(x_t, t, encoder_hidden_states=context[part], return_dict=False)[0]
                 # per-image means, summed over images: the reference's per-image scale
-                grads.add(-(noise[part].float() - eps.float()).pow(2).mean((1, 2, 3)).sum())
+                grads.add(-(grads.cast(noise[part]) - grads.cast(eps)).pow(2).mean((1, 2, 3)).sum())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -278,14 +316,17 @@ def pick(score: Tensor, n: int, selection: str) -> Tensor:
     n = min(n, score.shape[1])
     if n == 0:
         return mask
-    if selection in ("positive", "both"):
+    if selection == "both":
+        # one stable sort partitions the row: the top n and the bottom n are different entries even among ties
+        # (two topk calls can both return the same tied index); they overlap only when 2n > the row's width
+        order = score.argsort(dim=1, descending=True, stable=True)
+        return mask.scatter_(1, torch.cat([order[:, :n], order[:, -n:]], 1), True)
+    if selection == "positive":
         top = score.topk(n, dim=1)
-        keep = top.values >= 0 if selection == "positive" else torch.ones_like(top.values, dtype=torch.bool)
-        mask.scatter_(1, top.indices, keep)
-    if selection in ("negative", "both"):
+        mask.scatter_(1, top.indices, top.values >= 0)
+    else:
         bottom = score.topk(n, dim=1, largest=False)
-        keep = bottom.values <= 0 if selection == "negative" else torch.ones_like(bottom.values, dtype=torch.bool)
-        mask |= torch.zeros_like(mask).scatter_(1, bottom.indices, keep)
+        mask.scatter_(1, bottom.indices, bottom.values <= 0)
     return mask
 
 
@@ -373,13 +414,22 @@ class WeightAblation(Method):
 
 @dataclass
 class CADConfig(AblationConfig):
+    # the keys that choose between the released code's behaviour and vismech's (in each paper card's generated
+    # deviations page)
+    SWITCHES: ClassVar[dict[str, str]] = {
+        "score_dtype": "objective, gradient sums and w * g in fp32 (fp32) or in the model's dtype (model)",
+    }
     # Share of the weights kept in the finding: with r < 1 only the entries an edit up to ratio r can zero are
     # stored (SD v1.x has 149M scores, 595 MB in fp32; at r = 0.01 about 1.4M remain), and edits are limited to
     # ratios <= r with the fitted scope and selection.
     stored_ratio: float = 1.0
+    # "model": objective, gradients and w * g in the model's dtype, as the reference (fp16 on the paper track);
+    # "fp32": accumulated in fp32 (identical on an fp32 model)
+    score_dtype: str = "fp32"
 
     def validate(self) -> None:
         super().validate()
+        check_choice("score_dtype", self.score_dtype, SCORE_DTYPES)
         if not 0 < self.stored_ratio <= 1:
             raise VismechError(f"stored_ratio must be in (0, 1], got {self.stored_ratio:g}")
         if self.stored_ratio < 1 and self.selection == "both":
@@ -389,6 +439,11 @@ class CADConfig(AblationConfig):
 
 @dataclass
 class CADEraseConfig(CADConfig):
+    SWITCHES: ClassVar[dict[str, str]] = {
+        **CADConfig.SWITCHES,
+        "pairing": "each latent with the timestep it is denoised at (corrected), or the latent after the step with "
+                   "that step's timestep (reference)",
+    }
     procedure: str = "single"  # reference: restart sampling for every point (the reference's 1,275 CFG steps)
     pairing: str = "corrected"  # reference: the latent after a step paired with that step's timestep
     fuse_cfg: bool = True  # corrected pairing with base "": one forward serves the gradient and the CFG step
@@ -401,11 +456,26 @@ class CADEraseConfig(CADConfig):
 
 @dataclass
 class CADAmplifyConfig(CADConfig):
+    SWITCHES: ClassVar[dict[str, str]] = {
+        **CADConfig.SWITCHES,
+        "generated_images": "self-generated images used as final latents (latent), or decoded and encoded again "
+                            "(pixels)",
+        "latent": "VAE posterior mean (mean) or a draw from it (sample)",
+        "pixel_range": "pixels encoded in [-1, 1] (signed) or [0, 1] (unit)",
+    }
     batch_size: int = 16  # concept images per UNet call; the loss is a sum, so chunks add up exactly
+    latent: str = "mean"  # VAE posterior of an image: its mean, or a draw ("sample", the reference)
+    pixel_range: str = "signed"  # pixels encoded in [-1, 1] (what the VAE expects), or [0, 1] ("unit", the reference)
+    # self-generated images: their final latents as they are ("latent"), or decoded to pixels and encoded like given
+    # images ("pixels": the reference saves its generated images and reads them back)
+    generated_images: str = "latent"
 
     def validate(self) -> None:
         super().validate()
         check_at_least("batch_size", self.batch_size, 1)
+        check_choice("latent", self.latent, LATENTS)
+        check_choice("pixel_range", self.pixel_range, PIXEL_RANGES)
+        check_choice("generated_images", self.generated_images, GENERATED_IMAGES)
 
 
 class CAD(WeightAblation):
@@ -421,7 +491,7 @@ class CAD(WeightAblation):
     def fit(self, subject: Subject, data: Any) -> Finding:
         subject, data = text_subject(subject), concept_data(data)
         sites = scored_sites(subject, self.config.sites)
-        grads = GradientSum(subject, sites)
+        grads = GradientSum(subject, sites, self.config.score_dtype)
         start = subject.cost.snapshot()
         with only_requires_grad(subject.unet, grads.params):
             points = self.accumulate(subject, data, grads)
@@ -433,7 +503,8 @@ class CAD(WeightAblation):
                 "base": data.base, "label": data.label, "data": data.name, "sites": sites,
                 "scored_weights": sum(a.numel() for a in alpha.values()),
                 "positive": sum(int((a > 0).sum()) for a in alpha.values()),
-                "negative": sum(int((a < 0).sum()) for a in alpha.values()), **points}
+                "negative": sum(int((a < 0).sum()) for a in alpha.values()), "score_dtype": self.config.score_dtype,
+                **points}
         return self.new_finding(subject, TASK, tensors=self.stored(alpha), meta={**meta, **self.storage()})
 
     def storage(self) -> dict[str, Any]:
@@ -504,13 +575,23 @@ class CADAmplify(CAD):
     objective = "J_amplify = -sum over images of mean ||eps - eps(x_t, c, t)||^2 at every DDIM timestep"
 
     def accumulate(self, subject: DiffusionSubject, data: ConceptData, grads: GradientSum) -> dict[str, Any]:
+        c = self.config
         sampler = make_sampler(subject, data, data.amplify_prompt)
-        if data.images is not None:
-            z0, source = concept_latents(subject, data.images, self.config.batch_size), "given images"
-        else:
-            z0, source = generated_latents(sampler), f"generated from '{data.amplify_prompt}'"
+        images = data.images
+        source = "given images"
+        if images is None:
+            z0 = generated_latents(subject, data, c.batch_size)
+            source = (f"generated from '{data.amplify_prompt}' ({len(z0)} images, DDIM {data.steps}, cfg "
+                      f"{data.image_guidance:g})")
+            if c.generated_images == "pixels":
+                images = decoded_pixels(subject, z0, c.batch_size)
+        if images is not None:
+            z0 = concept_latents(subject, images, c.batch_size, c.latent, c.pixel_range,
+                                 self.generator("amplify-latent"))
         context = sampler.concept[:1].expand(len(z0), -1, -1)
         amplify_objective(subject, sampler.scheduler, z0, context, grads, self.generator("amplify-noise"),
-                          self.config.batch_size)
+                          c.batch_size)
+        encoded = images is not None
         return {"points": sampler.steps * len(z0), "images": len(z0), "image_source": source,
-                "steps": sampler.steps, "conditioning": data.amplify_prompt}
+                "steps": sampler.steps, "conditioning": data.amplify_prompt,
+                "encoding": f"{c.latent} latent of {c.pixel_range} pixels" if encoded else "none (final latents)"}

@@ -54,6 +54,8 @@ from .sae import LAYOUTS, SAETraining, TopKSAE, from_tokens, sae_report, to_toke
 
 TASK = "bias"
 MODES = ("scale", "add")
+ADD_RULES = ("add", "set")
+WRITE_BACKS = ("delta", "delta_and_bias")
 Tensor = torch.Tensor
 
 
@@ -98,6 +100,19 @@ class ProbeConfig(SteeringConfig):
 
 @dataclass
 class DiffLensConfig(ProbeConfig):
+    # the keys that choose between the released code's behaviour and vismech's (in each paper card's generated
+    # deviations page)
+    SWITCHES: ClassVar[dict[str, str]] = {
+        "mode": "latents scaled by 1 + s (scale) or shifted by s (add)",
+        "add_rule": "add mode: z + s (add), or z set to s where s > 0 (set)",
+        "write_back": "h += W_dec (z' - z) (delta), or also + b_dec at every edited step for every sample "
+                      "(delta_and_bias: strength 0 is not the identity)",
+        "ig_steps": "[first, last] steps whose IG is summed (null: the last ig_last_steps)",
+        "class_strengths": "per-class multipliers of the strength (null: one strength for every class)",
+        "class_features": "per-class number of edited latents, tau (null: features_per_class for every class)",
+        "calibration_strengths": "strengths at which the class mixture is calibrated ([]: classes drawn from the "
+                                 "target, the released probability mode)",
+    }
     sae_k: int = 8
     sae_expansion: int = 8
     sae_steps: int = 2000
@@ -114,10 +129,32 @@ class DiffLensConfig(ProbeConfig):
     ranked_per_class: int = 100
     mode: str = "scale"
     drift_samples: int = 64
+    # mode "add" with add_rule "set": a class's latents become s where s > 0 instead of z + s (the reference's SD
+    # `add_all`); s <= 0 still adds
+    add_rule: str = "add"
+    # "delta_and_bias": the decoder bias b_dec is added to h at every edited step on top of W_dec (z' - z), for
+    # every sample (the reference's P2 write-back), so strength 0 is not the identity; "delta": only the change
+    write_back: str = "delta"
+    # [first, last] sampling-step indices (inclusive) whose IG is summed; null: the last `ig_last_steps` steps
+    ig_steps: list[int] | None = None
+    # per class: a multiplier of the strength (the reference tunes beta per class, e.g. SD age +30 / +0 / +50:
+    # [30, 0, 50] at strength 1) and the number of ranked latents edited (tau, e.g. [10, 0, 30]); null: the
+    # strength as given and `features_per_class` for every class
+    class_strengths: list[float] | None = None
+    class_features: list[int] | None = None
 
     def validate(self) -> None:
         super().validate()
         self.sae_training().validate()
+        if self.add_rule not in ADD_RULES:
+            raise VismechError(f"add_rule must be one of {', '.join(ADD_RULES)}, got {self.add_rule!r}")
+        if self.write_back not in WRITE_BACKS:
+            raise VismechError(f"write_back must be one of {', '.join(WRITE_BACKS)}, got {self.write_back!r}")
+        if self.ig_steps is not None and not (len(self.ig_steps) == 2 and 0 <= self.ig_steps[0] <= self.ig_steps[1]):
+            raise VismechError(f"ig_steps must be [first, last] with 0 <= first <= last, or null; got {self.ig_steps}")
+        if self.class_features is not None and not all(0 <= n <= self.ranked_per_class for n in self.class_features):
+            raise VismechError(f"class_features must each be in [0, ranked_per_class = {self.ranked_per_class}], got "
+                               f"{self.class_features}")
         if self.token_layout not in LAYOUTS:
             raise VismechError(f"token_layout must be one of {', '.join(LAYOUTS)}, got {self.token_layout!r}")
         if self.mode not in MODES:
@@ -135,6 +172,25 @@ class DiffLensConfig(ProbeConfig):
         if self.mode == "scale" and any(s < -1 for s in self.calibration_strengths):
             raise VismechError(f"in mode 'scale' strengths must be >= -1 (beta = 1 + strength >= 0), got "
                                f"{self.calibration_strengths}")
+
+    def ig_step_list(self, steps: int) -> list[int]:
+        """The sampling steps whose IG is summed, of `steps`."""
+        if self.ig_steps is None:
+            return list(range(max(0, steps - self.ig_last_steps), steps))
+        first, last = self.ig_steps
+        if last >= steps:
+            raise VismechError(f"ig_steps {self.ig_steps} must lie within the sampler's steps 0..{steps - 1}")
+        return list(range(first, last + 1))
+
+    def per_class(self, k: int) -> tuple[Tensor, list[int]]:
+        """(K,) strength multipliers and the K numbers of edited latents, checked against the K classes."""
+        for name in ("class_strengths", "class_features"):
+            value = getattr(self, name)
+            if value is not None and len(value) != k:
+                raise VismechError(f"{name} must give one value per class ({k}), got {value}")
+        scale = torch.tensor(self.class_strengths if self.class_strengths is not None else [1.0] * k,
+                             dtype=torch.float32)
+        return scale, list(self.class_features if self.class_features is not None else [self.features_per_class] * k)
 
     def sae_training(self) -> SAETraining:
         return SAETraining(k=self.sae_k, expansion=self.sae_expansion, steps=self.sae_steps,
@@ -427,20 +483,52 @@ class SteeringEdit(HSpaceEdit):
 
 
 class LatentEdit(SteeringEdit):
-    """DiffLens's edit: z' = z with class c's latents scaled by (1 + s) or shifted by s; h += W_dec (z' - z)."""
+    """DiffLens's edit: z' = z with class c's latents scaled by (1 + s_c) or shifted by s_c (with add_rule "set":
+    set to s_c > 0); h += W_dec (z' - z), and with write_back "delta_and_bias" also + b_dec for every sample."""
 
     def __init__(self, subject, sae: TopKSAE, features: Tensor, strength: float, mode: str, layout: str,
-                 classes_of, window: Window):
+                 classes_of, window: Window, *, counts: list[int] | None = None, class_scale: Tensor | None = None,
+                 add_rule: str = "add", write_back: str = "delta"):
         super().__init__(subject, classes_of, window)
-        self.sae, self.strength, self.mode, self.layout = sae.to(subject.device), strength, mode, layout
-        mask = torch.zeros(len(features), sae.n_latents)
-        self.mask = mask.scatter_(1, features, 1.0).to(subject.device)  # (K, latents)
+        self.sae, self.mode, self.layout = sae.to(subject.device), mode, layout
+        self.add_rule, self.write_back = add_rule, write_back
+        k = len(features)
+        counts = counts if counts is not None else [features.shape[1]] * k
+        mask = torch.zeros(k, sae.n_latents)
+        for c, n in enumerate(counts):  # class c edits its first counts[c] ranked latents (tau_c)
+            mask[c, features[c, :n]] = 1.0
+        self.mask = mask.to(subject.device)  # (K, latents)
+        scale = class_scale if class_scale is not None else torch.ones(k)
+        self.strengths = (strength * scale.float()).to(subject.device)  # (K,) s_c
+
+    def selected(self, ids: Tensor, step: int, steps: int) -> Tensor:
+        if self.write_back == "delta_and_bias":  # the bias goes into every sample, edited class or not
+            return torch.full((len(ids),), self.window.contains(step, steps), dtype=torch.bool)
+        return super().selected(ids, step, steps)
+
+    def shift(self, h: Tensor, ids: Tensor, step: int, steps: int) -> Tensor:
+        classes = self.classes_of(ids).to(h.device)
+        edited = classes >= 0
+        out = h.clone()
+        if edited.any():
+            out[edited] = h[edited] + self.delta(h[edited], classes[edited], step)
+        if self.write_back == "delta_and_bias":
+            per_map = len(to_tokens(h[:1], self.layout))
+            out = out + from_tokens(self.sae.b_dec.expand(per_map * len(h), -1), h.shape, self.layout)
+        return out
 
     def delta(self, h: Tensor, classes: Tensor, step: int) -> Tensor:
         tokens = to_tokens(h, self.layout)
-        mask = self.mask[classes].repeat_interleave(len(tokens) // len(h), dim=0)
-        moved = self.sae.encode(tokens) * mask if self.mode == "scale" else mask
-        return from_tokens(self.sae.decode_delta(self.strength * moved), h.shape, self.layout)
+        per_map = len(tokens) // len(h)
+        mask = self.mask[classes].repeat_interleave(per_map, dim=0)
+        s = self.strengths[classes].repeat_interleave(per_map)[:, None]  # (tokens, 1)
+        if self.mode == "scale":
+            dz = s * self.sae.encode(tokens) * mask
+        elif self.add_rule == "set":  # the reference's add_all: the latent becomes s where s > 0
+            dz = torch.where(s > 0, s - self.sae.encode(tokens), s) * mask
+        else:
+            dz = s * mask
+        return from_tokens(self.sae.decode_delta(dz), h.shape, self.layout)
 
 
 def reconstruction_edit(subject: DiffusionSubject, sae: TopKSAE, layout: str) -> Edit:
@@ -581,6 +669,10 @@ class SteeringMethod(Method):
         return tensors, meta
 
     # edit ------------------------------------------------------------------------------------------------------
+    def edits_at_identity(self) -> bool:
+        """Whether the identity strength still changes h (a reference write-back does)."""
+        return False
+
     def mixture(self, finding: Finding, strength: float) -> Tensor:
         """pi at `strength`: over (unedited, class 0, ..., class K-1)."""
         calibration = BiasFinding.read(finding).calibration
@@ -591,7 +683,7 @@ class SteeringMethod(Method):
     def edit(self, subject: Subject, finding: Finding, strength: float) -> Edit:
         strength = self.check_strength(strength)
         self.check_finding(subject, finding)
-        if strength == self.identity_strength:
+        if strength == self.identity_strength and not self.edits_at_identity():
             return NoEdit(subject)  # the identity: no hook at all, so bit-identical by construction
         draw = ClassDraw(self, self.mixture(finding, strength))
         return self.make_edit(subject, finding, strength, draw, self.window(subject))
@@ -647,11 +739,17 @@ class SAEMethod(SteeringMethod):
         return {"samples": len(ids), "mean_abs_pixel": round(float((plain - rebuilt).abs().mean()), 5),
                 "attribute_agreement": round(float(same), 4)}
 
+    def edits_at_identity(self) -> bool:
+        return self.config.write_back == "delta_and_bias"
+
     def make_edit(self, subject, finding, strength, classes_of, window) -> SteeringEdit:
+        cfg = self.config
         sae = TopKSAE.from_tensors(finding.tensors, finding.meta["sae"]["k"])
-        features = BiasFinding.read(finding).ranked_latents[:, :self.config.features_per_class]
-        return LatentEdit(subject, sae, features, strength, self.config.mode, self.config.token_layout, classes_of,
-                          window)
+        ranked = BiasFinding.read(finding).ranked_latents
+        scale, counts = cfg.per_class(len(ranked))
+        counts = [min(n, ranked.shape[1]) for n in counts]
+        return LatentEdit(subject, sae, ranked, strength, cfg.mode, cfg.token_layout, classes_of, window,
+                          counts=counts, class_scale=scale, add_rule=cfg.add_rule, write_back=cfg.write_back)
 
 
 @METHODS.register()
@@ -666,8 +764,8 @@ class DiffLens(SAEMethod):
         keep = balanced(traj.labels, cfg.probe_per_class, k, self.shared_generator("probe-split"))
         probes, accuracy = train_probes(traj.h[keep].flatten(2), traj.labels[keep], k, cfg.probe_lr, cfg.probe_epochs,
                                         cfg.probe_batch_size, self.shared_generator("probes"))
-        steps = data.sampling.steps
-        ig_steps = list(range(max(0, steps - cfg.ig_last_steps), steps))
+        cfg.per_class(k)  # per-class settings that do not fit the classes fail before any training
+        ig_steps = cfg.ig_step_list(data.sampling.steps)
         scores = score_latents(sae, probes, traj, ig_steps, k, cfg.ig_samples, cfg.temperature, cfg.ig_points,
                                cfg.token_layout)
         ranked = rank(scores, min(cfg.ranked_per_class, sae.n_latents))

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -36,6 +36,8 @@ TOKEN_SCOPES = ("auto", "cls", "mean_patches")
 JAS_FORMS = ("ref", "ig")
 CANDIDATE_SCORINGS = ("layer_scaled", "isolated")
 PROCEDURES = ("vismech", "reference")
+TOPK_ACCUMULATE = ("sum", "reference")
+BATCH_TARGETS = ("each", "first")
 
 Tensor = torch.Tensor
 Sums = dict[int, Tensor]  # layer -> (items, units, tokens), fp32
@@ -232,6 +234,20 @@ def jas_forms(W: Sums, G: Sums, m: int) -> dict[str, Tensor]:
     return {"ref": ref, "ig": per_layer.sum(1), "layers": per_layer}
 
 
+def counted(W: Sums, G: Sums, accumulate: str, scanned: int | None = None) -> tuple[Sums, Sums]:
+    """The units whose clean values and gradients enter a score. "sum": all K of each layer. "reference": the
+    released top-K code writes every unit's term of an earlier layer into the same slot, so only the K-th ranked
+    unit (the last written) counts, while the forward still ramps all K. `scanned` (the layer whose every unit is
+    a candidate) is kept whole."""
+    if accumulate == "sum":
+        return W, G
+
+    def last(sums: Sums) -> Sums:
+        return {layer: s if layer == scanned else s[:, -1:] for layer, s in sums.items()}
+
+    return last(W), last(G)
+
+
 def layer_scaled_scores(W: Sums, G: Sums, layer: int, m: int) -> Tensor:
     """The reference's candidate score for every unit j of `layer` (all of whose units were ramped):
     (G_layer[j] + sum of the other ramped units' G) * (W_layer[j] + sum of their W) / m, token-averaged. (items, N)."""
@@ -250,11 +266,11 @@ def path_units(paths: Tensor, layers: range | list[int]) -> dict[int, Tensor]:
     return {layer: paths[:, layer] for layer in layers}
 
 
-def path_jas(probe: Probe, paths: Tensor, image_of: Tensor | None = None) -> dict[str, Tensor]:
+def path_jas(probe: Probe, paths: Tensor, image_of: Tensor | None = None, accumulate: str = "sum") -> dict[str, Tensor]:
     """JAS of whole paths (items, L, K) with all L layers clamped; item i explains image image_of[i] (default i)."""
     image_of = torch.arange(paths.shape[0]) if image_of is None else image_of
     W, G = ramp_sums(probe, image_of, path_units(paths, range(probe.depth)))
-    return jas_forms(W, G, probe.m)
+    return jas_forms(*counted(W, G, accumulate), probe.m)
 
 
 def top(scores: Tensor, k: int) -> Tensor:
@@ -270,13 +286,13 @@ def activation_paths(probe: Probe, k: int) -> Tensor:
     return torch.stack([top(a.float().sum(1), k) for a in probe.activations()], 1)
 
 
-def extend_isolated(probe: Probe, path: list[Tensor], candidates: Tensor) -> dict[str, Tensor]:
+def extend_isolated(probe: Probe, path: list[Tensor], candidates: Tensor, accumulate: str = "sum") -> dict[str, Tensor]:
     """Exact JAS of P_<t plus each candidate alone at layer t = len(path): (b, C) per form."""
     b, c = candidates.shape
     image_of = torch.arange(b, device=candidates.device).repeat_interleave(c)
     units = {layer: p.repeat_interleave(c, 0) for layer, p in enumerate(path)}
     units[len(path)] = candidates.reshape(-1, 1)
-    W, G = ramp_sums(probe, image_of, units)
+    W, G = counted(*ramp_sums(probe, image_of, units), accumulate, scanned=len(path))
     return {name: value.view(b, c, *value.shape[1:]) for name, value in jas_forms(W, G, probe.m).items()}
 
 
@@ -290,13 +306,13 @@ def greedy_search(probe: Probe, config: "NeuronPathConfig") -> tuple[Tensor, dic
         if config.procedure == "reference":
             probe.acts = clean_activations(probe)  # the reference's clean forward per layer
         units = {**dict(enumerate(path)), t: all_units(b, probe.width, probe.x.device)}
-        W, G = ramp_sums(probe, images, units)
+        W, G = counted(*ramp_sums(probe, images, units), config.topk_accumulate, scanned=t)
         scores = layer_scaled_scores(W, G, t, probe.m)
         if config.candidate_scoring == "layer_scaled":
             path.append(top(scores, k))
             continue
         candidates = top(scores, min(config.candidates, probe.width))
-        exact = extend_isolated(probe, path, candidates)
+        exact = extend_isolated(probe, path, candidates, config.topk_accumulate)
         chosen = top(exact[config.jas_form], k)
         path.append(candidates.gather(1, chosen))
         rows = torch.arange(b, device=chosen.device)
@@ -490,6 +506,17 @@ def batches_to_explain(subject: Subject, data: Any, batch_size: int) -> Iterator
             bar.update(len(batch["id"]))
 
 
+def class_runs(batches: Iterator[tuple[Tensor, Tensor, Tensor]]) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """Each batch cut where the label changes: the released code targets the first image's label for the whole
+    batch, which is right only on one-class batches (ImageNet val read in folder order is class-sorted, so its
+    batches of 50 are exactly the classes)."""
+    for ids, images, labels in batches:
+        change = torch.nonzero(labels[1:] != labels[:-1]).flatten() + 1
+        bounds = [0, *change.tolist(), len(labels)]
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            yield ids[lo:hi], images[lo:hi], labels[lo:hi]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Methods.
 
@@ -541,11 +568,14 @@ class PathMethod(Method):
         return make_probe(subject, images, labels, m=c.m, chunk_rows=c.chunk_rows, token_scope=c.token_scope,
                           separate_grads=getattr(c, "procedure", "vismech") == "reference")
 
+    def batches(self, subject: Subject, data: Any) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        return batches_to_explain(subject, data, self.config.batch_size)
+
     def fit(self, subject: Subject, data: Any) -> Finding:
         start = subject.cost.snapshot()
         parts: list[dict[str, Tensor]] = []
         id_parts, label_parts = [], []
-        for ids, images, labels in batches_to_explain(subject, data, self.config.batch_size):
+        for ids, images, labels in self.batches(subject, data):
             parts.append(self.explain(self.probe(subject, images, labels), ids))
             id_parts.append(ids)
             label_parts.append(labels)
@@ -579,16 +609,36 @@ class PathMethod(Method):
 
 @dataclass
 class NeuronPathConfig(PathConfig):
+    # the keys that choose between the released code's behaviour and vismech's (in each paper card's generated
+    # deviations page)
+    SWITCHES: ClassVar[dict[str, str]] = {
+        "jas_form": "the JAS form selection reads: ref (product of sums, the released code's) or ig (path IG)",
+        "candidate_scoring": "candidates scored with all of layer t ramped (layer_scaled, the released search) or "
+                             "exactly (isolated)",
+        "topk_accumulate": "top-K: every one of the K units of an earlier layer counts (sum), or only the K-th "
+                           "ranked (reference)",
+        "batch_target": "target class: each image's label (each), or the batch's first (first; batches are cut at "
+                        "label changes)",
+    }
     candidate_scoring: str = "layer_scaled"  # the reference's objective; "isolated" rescores candidates exactly
     candidates: int = 16  # C: candidates rescored exactly per layer with "isolated" (C = N is exact greedy)
     procedure: str = "vismech"  # "reference": the released code's calls, for the cost comparison
     score_activation_path: bool = True  # the reference also reports the Activation path's JAS
+    # "reference": of the K units of each earlier layer only the K-th ranked one counts in candidate scores and in
+    # the reported JAS (the released top-K code's slot index never advances); the forward still ramps all K
+    topk_accumulate: str = "sum"
+    # "first": the batch's first label is every image's target (the released code); batches are then cut wherever
+    # the label changes, so each batch is one class and the result equals "each" (per-image labels)
+    batch_target: str = "each"
 
     def validate(self) -> None:
         super().validate()
         check_choice("candidate_scoring", self.candidate_scoring, CANDIDATE_SCORINGS)
         check_choice("procedure", self.procedure, PROCEDURES)
-        check_at_least("candidates", self.candidates, self.top_k)
+        check_choice("topk_accumulate", self.topk_accumulate, TOPK_ACCUMULATE)
+        check_choice("batch_target", self.batch_target, BATCH_TARGETS)
+        if self.candidate_scoring == "isolated":  # layer_scaled keeps the top K of all N units: no candidates
+            check_at_least("candidates", self.candidates, self.top_k)
         if self.procedure == "reference" and self.candidate_scoring != "layer_scaled":
             raise VismechError("procedure 'reference' reproduces the reference's calls and needs "
                                "candidate_scoring 'layer_scaled'")
@@ -601,14 +651,24 @@ class NeuronPath(PathMethod):
     name = "neuron_path"
     Config = NeuronPathConfig
 
+    def probe(self, subject: Subject, images: Tensor, labels: Tensor) -> Probe:
+        if self.config.batch_target == "first":
+            labels = labels[:1].expand_as(labels)
+        return super().probe(subject, images, labels)
+
+    def batches(self, subject: Subject, data: Any) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        batches = super().batches(subject, data)
+        return class_runs(batches) if self.config.batch_target == "first" else batches
+
     def explain(self, probe: Probe, ids: Tensor) -> dict[str, Tensor]:
+        accumulate = self.config.topk_accumulate
         paths, final = greedy_search(probe, self.config)
         if final is None:
-            final = path_jas(probe, paths)
+            final = path_jas(probe, paths, accumulate=accumulate)
         out = {"paths": paths, "jas_ref": final["ref"], "jas_ig": final["ig"], "layer_ig": final["layers"]}
         if self.config.score_activation_path:
             baseline = activation_paths(probe, self.config.top_k)
-            jas = path_jas(probe, baseline)
+            jas = path_jas(probe, baseline, accumulate=accumulate)
             out |= {"activation_paths": baseline, "activation_jas_ref": jas["ref"], "activation_jas_ig": jas["ig"]}
         return out
 
