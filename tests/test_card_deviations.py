@@ -24,7 +24,8 @@ def test_the_cards_run_the_reference_switches_except_the_stated_ones():
     # P2's all-classes betas are not a per-sample mixture: that card calibrates (its deviations list says why)
     assert deviating == {"paper_cad_objects": [], "paper_difflens_ddpm": ["difflens.calibration_strengths",
                                                                           "difflens.class_strengths"],
-                         "paper_difflens_sd": [], "paper_neuron_path": [], "paper_pruning": []}
+                         "paper_difflens_sd": [], "paper_neuron_path": [], "paper_pruning": [],
+                         "paper_unlearndiffatk_objects": []}
     rows = {(r.method, r.key): r for r in switch_rows("paper_pruning")[0]}
     assert rows["neuron_path", "topk_accumulate"].card == "reference" != rows["neuron_path", "topk_accumulate"].default
     assert "**deviation**" in render("paper_difflens_ddpm") and "`method=cad_amplify_reference`" in \

@@ -72,6 +72,13 @@ class SwitchRow:
         return self.card != self.reference
 
 
+def plain(node: Any, empty: Any) -> Any:
+    """A config node as plain containers; `empty` where the card leaves it out."""
+    from omegaconf import OmegaConf
+
+    return empty if node is None else OmegaConf.to_container(node, resolve=True)
+
+
 def switch_rows(card: str) -> tuple[list[SwitchRow], list[str]]:
     """The reference-switch rows of `card`, and the swept methods that have no reference code."""
     from omegaconf import OmegaConf
@@ -80,7 +87,7 @@ def switch_rows(card: str) -> tuple[list[SwitchRow], list[str]]:
     from .registry import METHODS
 
     base = compose(card)
-    settings = OmegaConf.to_container(base.get("reference_settings") or {}, resolve=True)
+    settings = plain(base.get("reference_settings"), {})
     rows, without, covered = [], [], set()
     for variant in swept_methods(base):
         cfg = compose(card, variant)
@@ -96,7 +103,7 @@ def switch_rows(card: str) -> tuple[list[SwitchRow], list[str]]:
         if set(reference) != set(switches):
             raise VismechError(f"{owner} must name exactly the switches of method '{name}' "
                                f"({', '.join(sorted(switches))}); it names: {', '.join(sorted(reference)) or '(none)'}")
-        values = OmegaConf.to_container(cfg.method.get("config") or {}, resolve=True)
+        values = plain(cfg.method.get("config"), {})
         ran = typed_config(cls, values, f"method '{name}' of card '{card}'")
         released = typed_config(cls, {**values, **reference}, owner)
         default = cls()
@@ -112,7 +119,7 @@ def switch_rows(card: str) -> tuple[list[SwitchRow], list[str]]:
 def protocol_deviations(card: str) -> list[dict[str, str]]:
     from omegaconf import OmegaConf
 
-    entries = OmegaConf.to_container(compose(card).get("deviations") or [], resolve=True)
+    entries = plain(compose(card).get("deviations"), [])
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or set(entry) != set(DEVIATION_KEYS):
             raise VismechError(f"card '{card}' deviations[{i}] must have exactly the keys {', '.join(DEVIATION_KEYS)}; "
