@@ -40,7 +40,7 @@ def test_token_attack_recovers_sandal_from_the_empty_prompt_on_the_unedited_mode
     from vismech.datasets.concepts import world_class_images
     from vismech.datasets.world import CLASSES
     from vismech.methods.attacks import TokenAttackConfig, judged_accuracy, token_attack
-    from vismech.methods.edited_sampler import sample
+    from vismech.sampling import sample
     from vismech.zoo import sd_world
 
     n = 16

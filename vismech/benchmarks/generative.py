@@ -59,7 +59,7 @@ class GenerativeConfig(TaskConfig):
 def image_producer(subject: DiffusionSubject, method: type | None = None) -> str:
     """The code an image comes from: the sampler and the subject's wrapper, and for an edited image its method's
     code too (`method`: its class; None for unedited images, which stay shared by every method)."""
-    from ..methods.edited_sampler import sample
+    from ..sampling import sample
 
     code = {"sampler": code_digest(sample, type(subject))}
     if method is not None:

@@ -181,7 +181,7 @@ def render_accuracy(subject: DiffusionSubject, prompts: Sequence[str], labels: S
                     sampling, classify: Callable[[Tensor], Tensor]) -> Tensor:
     """Per prompt, the share of its images (one per seed, unedited model) whose judged top-1 is its label: whether
     a model renders a prompt as a class at all (e.g. a paraphrase that never names it)."""
-    from .edited_sampler import sample
+    from ..sampling import sample
 
     rows = [(p, y, s) for p, y in zip(prompts, labels) for s in seeds]
     images = sample(subject, list(range(len(rows))), [s for _, _, s in rows], prompts=[p for p, _, _ in rows],
