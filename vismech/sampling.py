@@ -332,7 +332,7 @@ def sample(subject: DiffusionSubject, ids: Sequence[int], seeds: Sequence[int], 
     sample's class from its id); `seeds` seed their noise. `observe(h, step)` sees the unedited h of every UNet
     batch (both CFG halves, uncond first). The images depend neither on `sampling.batch_size` nor on `two_pass`
     (up to float rounding between the two)."""
-    from ..progress import progress_bar
+    from .progress import progress_bar
 
     _check(subject, ids, seeds, prompts, two_pass)
     ids_t, seeds, prompts = torch.as_tensor(list(ids), dtype=torch.long), list(seeds), prompts and list(prompts)
