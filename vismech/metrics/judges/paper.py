@@ -407,7 +407,7 @@ def reference_features(folder: str | Path, features: Callable[[Tensor], Tensor],
     from PIL import Image
     from safetensors.torch import load_file, save
 
-    from ..io import atomic_write_bytes
+    from ...io import atomic_write_bytes
 
     folder = Path(folder).expanduser()
     files = image_files(folder, limit)
