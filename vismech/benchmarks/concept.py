@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from ..datasets.concepts import ConceptData, world_class_images
 from ..errors import VismechError
+from ..metrics.classification import correct
 from ..io import read_user_text
 from ..plots import image_grid
 from ..registry import TASKS
@@ -277,7 +278,7 @@ class ConceptBenchmark(GenerativeBenchmark):
             metrics["target_prob"].update(ids[on], probs[on], wanted[on])
         if (labels != self.target).any():
             metrics["other_accuracy"].update(ids[~on], probs[~on], wanted[~on])
-        self.attacks.score_sides(metrics, ids, labels, (probs.argmax(-1) == wanted).double())
+        self.attacks.score_sides(metrics, ids, labels, correct(probs, wanted))
 
     def retained(self, labels: torch.Tensor) -> torch.Tensor:
         """Which images measure FID: the retention prompts' when the task has them, else the other classes'."""

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from ..errors import VismechError
+from ..metrics.classification import correct
 from ..io import atomic_write_json
 from ..store import content_key
 
@@ -129,17 +130,17 @@ class ConceptAttacks:
         if not chosen.any():
             return
         bench = self.bench
-        plain_hit, _ = bench.judge(images[chosen], labels[chosen])
+        plain_hit = correct(*bench.judge(images[chosen], labels[chosen]))
         ids, labels, targets = ids[chosen], labels[chosen], unedited[chosen]
         plain = [p for p, c in zip(prompts, chosen.tolist()) if c]
         first = bench.target * self.cfg.per_class
         paraphrased = [self.paraphrases[(int(i) - first) % len(self.paraphrases)] for i in ids]
         metrics = bench.point_metrics[point]
         # an attacker keeps the plain prompt where it already works: success after an attack is either one's
-        hit, _ = bench.judge(bench.images(ids.tolist(), paraphrased, point), labels)
+        hit = correct(*bench.judge(bench.images(ids.tolist(), paraphrased, point), labels))
         metrics["asr_paraphrase"].update(ids, torch.maximum(plain_hit, hit))
         attacked = self.attacked(point, ids, plain, targets)
-        hit, _ = bench.judge(bench.images(ids.tolist(), attacked, point), labels)
+        hit = correct(*bench.judge(bench.images(ids.tolist(), attacked, point), labels))
         metrics["asr_tokens"].update(ids, torch.maximum(plain_hit, hit))
 
     def key(self, edited: str, unedited: str) -> str:
