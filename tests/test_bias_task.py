@@ -80,7 +80,11 @@ def test_fd_is_the_l2_distance_of_the_mean_probabilities_to_the_target():
     mean = (0.5, 0.7 / 3, 0.2 / 3, 0.6 / 3)
     expected = math.sqrt(sum((m - 0.25) ** 2 for m in mean))
     summary = metric.summarize()
-    assert summary["value"] == pytest.approx(expected, abs=1e-12)
+    assert summary["plugin_value"] == pytest.approx(expected, abs=1e-12)  # the paper's formula
+    # the estimate: the U-statistic sum_{i != j} (p_i - t).(p_j - t) / n(n - 1) = (|sum|^2 - sum |p_i - t|^2) / 6
+    centred = rows.numpy() - 0.25
+    u = (float((centred.sum(0) ** 2).sum()) - float((centred ** 2).sum())) / 6
+    assert summary["value"] == pytest.approx(math.sqrt(max(u, 0.0)), abs=1e-12)
     assert summary["fingerprint_items"]["target"] == (0.25, 0.25, 0.25, 0.25)
 
 
