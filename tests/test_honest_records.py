@@ -40,7 +40,7 @@ def test_a_summary_its_items_do_not_give_is_refused_naming_the_metric(tmp_path):
     with pytest.raises(Exception) as caught:
         load_record(path)
     message = str(caught.value)
-    assert "metric 'jas' at strength" in message and "stores value" in message and "64 item values give" in message
+    assert "metric 'jas' at strength" in message and "stores value" in message and "64 values give" in message
 
 
 def test_a_shift_below_float_noise_is_not_a_mismatch(tmp_path):
@@ -236,7 +236,7 @@ def test_a_run_into_another_results_folder_leaves_this_board_alone(tmp_path, mon
     (cwd / "leaderboard.md").write_text("the checkout's board\n")
     monkeypatch.chdir(cwd)
     other = tmp_path / "elsewhere"
-    assert cli.main(["run", "task.limit=2", "task.batch_size=2", f"paths.results_dir={other / 'results'}",
+    assert cli.main(["run", "trial=false", "task.limit=2", "task.batch_size=2", f"paths.results_dir={other / 'results'}",
                      f"paths.cache_dir={tmp_path / 'cache'}", f"paths.runs_dir={tmp_path / 'runs'}"]) == 0
     assert "noop" in (other / "leaderboard.md").read_text()
     assert (cwd / "leaderboard.md").read_text() == "the checkout's board\n"
