@@ -13,7 +13,7 @@ import argparse
 
 import torch
 
-from vismech.benchmarks.judges import world_judges
+from vismech.metrics.judges.world import world_judges
 from vismech.datasets.bias import Sampling
 from vismech.datasets.paraphrases import CANDIDATES, KEPT_FILE
 from vismech.datasets.world import CLASSES

@@ -36,7 +36,7 @@ def test_token_attack_recovers_sandal_from_the_empty_prompt_on_the_unedited_mode
     """The empty prompt draws whatever the model's unconditional branch draws (a sandal about one time in ten, the
     classes being balanced); 3 searched tokens in front of it, aimed at the world's sandal images, make sandals.
     Paired by seed, the exact sign test on the discordant seeds must reject 'the attack does not help' at 1 %."""
-    from vismech.benchmarks.judges import world_judges
+    from vismech.metrics.judges.world import world_judges
     from vismech.datasets.concepts import world_class_images
     from vismech.datasets.world import CLASSES
     from vismech.methods.attacks import TokenAttackConfig, judged_accuracy, token_attack
@@ -70,7 +70,7 @@ def test_kept_paraphrases_are_rendered_as_their_class_on_fresh_seeds():
     used: the pooled accuracy's one-sided 95 % Clopper-Pearson lower bound must exceed 0.2, twice the 0.1 that a
     prompt saying nothing of the class gets (the ten classes are balanced in the training data). The measurement
     kept prompts at >= 0.5 on its 8 seeds, so they regress towards their true rate on fresh ones."""
-    from vismech.benchmarks.judges import world_judges
+    from vismech.metrics.judges.world import world_judges
     from vismech.datasets.world import CLASSES
     from vismech.methods.attacks import render_accuracy
     from vismech.seeding import item_seed

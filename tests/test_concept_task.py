@@ -100,5 +100,7 @@ def test_fairness_discrepancy_is_the_l2_distance_of_the_mean_probabilities_to_th
     metric = FairnessDiscrepancy(target=(0.5, 0.5))
     metric.update(torch.tensor([2, 0, 1]), torch.tensor([[1.0, 0.0], [0.8, 0.2], [0.6, 0.4]]))
     summary = metric.summarize()
-    assert summary["value"] == pytest.approx(((0.8 - 0.5) ** 2 * 2) ** 0.5)  # mean (0.8, 0.2)
+    assert summary["plugin_value"] == pytest.approx(((0.8 - 0.5) ** 2 * 2) ** 0.5)  # mean (0.8, 0.2)
+    # unbiased: rows minus target (.5,-.5), (.3,-.3), (.1,-.1); sum_{i != j} y_i.y_j / 6 = 2 (.15 + .05 + .03) / 6 x 2
+    assert summary["value"] == pytest.approx((2 * 2 * (0.15 + 0.05 + 0.03) / 6) ** 0.5)
     assert summary["direction"] == "lower" and summary["n"] == 3
