@@ -14,7 +14,7 @@ from vismech import cli, leaderboard
 from vismech.io import atomic_write_text
 from vismech.results import load_record, same_result
 from vismech.trials import protocol_differences
-from vismech.verify import Verification, load_verification, sha256_of, verification_path
+from vismech.verification_file import Verification, load_verification, sha256_of, verification_path
 
 
 def _paths(root: Path) -> list[str]:
