@@ -128,7 +128,7 @@ RUN = "run"
 ROWS = [
     # names
     ("unknown task", [RUN, "task=nope"], ["'nope'", "known tasks: ", "neuron_path", "pruning"]),
-    ("unknown method", [RUN, "method=nope"], ["'nope'", "known methods: " + _known(METHODS.names())]),
+    ("unknown method", [RUN, "method=nope"], ["'nope'", "known methods: " + _known(cli.group_options("method"))]),
     ("unknown model", [RUN, "model=nope"], ["'nope'", "known models: ", "vit_world"]),
     ("unknown logger", [RUN, "logger=nope"], ["'nope'", "known loggers: csv, wandb"]),
     ("unknown trainer", [RUN, "trainer=nope"], ["'nope'", "known trainers: cpu, gpu"]),
