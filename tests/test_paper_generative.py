@@ -121,7 +121,7 @@ def test_difflens_sd_card_on_a_tiny_sd_v15_with_fairface(workspace, paper):
     assert config["class_strengths"] == [30.0, 0.0, 50.0] and config["class_features"] == [10, 0, 30]
     assert set(unedited(augmented, "fd")["fingerprint_items"]["target"]) == {1 / 3}
     names = ("share_0-19", "share_20-59", "share_60+")
-    assert set(augmented["sweep"][0]["metrics"]) == {*names, "fd", "fid", "clip_i", "clip_t", "no_face_rate"}
+    assert set(augmented["sweep"][0]["metrics"]) == {*names, "fd", "kid", "fid", "clip_i", "clip_t", "no_face_rate"}
     assert unedited(augmented, "no_face_rate")["value"] == 0.0  # no face crop: every image is judged
 
     jobs = ("firefighter", "doctor", "receptionist", "nurse")
