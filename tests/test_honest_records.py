@@ -182,8 +182,12 @@ def test_a_changed_method_module_is_fitted_again(workspace, code_probe):
     reused, info = _probe_record(workspace)
     assert not reused and info["distribution"] == "code-probe-dist" and info["distribution_version"] is None
     first_code = info["code_digest"]
+    [stored] = (workspace.root / "cache" / "findings").glob("*/*/finding.json")
+    written = stored.stat().st_mtime_ns
     assert workspace.run(*args) == 0
-    assert _probe_record(workspace)[0]  # same code: the stored finding
+    # same code: the stored finding is read, not fitted again (the record, equal in value, is left as it was)
+    assert list((workspace.root / "cache" / "findings").glob("*/*/finding.json")) == [stored]
+    assert stored.stat().st_mtime_ns == written
     code_probe.write_text(code_probe.read_text() + "\n# the fit's module changed\n")
     assert workspace.run(*args) == 0
     reused, info = _probe_record(workspace)
