@@ -15,7 +15,8 @@ from vismech.registry import METRICS
 # a move is not a formula change: a metric whose number changes bumps its `version`, and this table with it
 PINNED = {
     "accuracy": "82fea5565fc4e18c", "class_similarity": "ccc763106d4702b5", "clip_i": "1825da6806b6e5c7",
-    "clip_t": "b00333de1b5055fc", "fd": "c8d94212ea091ef9", "fid": "a7192e57a2cc2f33", "kid": "ab33818dbcde92c0", "jas": "70512340ba856ee5",
+    "clip_t": "b00333de1b5055fc", "fd": "c8d94212ea091ef9", "fid": "a7192e57a2cc2f33", "kid": "ab33818dbcde92c0", "kid_per_class": "d8c92a4379f67ce7",
+    "precision": "fdb01de1075473f6", "recall": "14d86542f8553055", "jas": "70512340ba856ee5",
     "judge_agreement": "37b93a15bfb19621", "no_face_rate": "2049472ff6d7cd01", "other_accuracy": "790e50dd10362ec4",
     "path_consistency": "4cbc77ccece624e4", "prob_ratio": "f336bcf3f800e942", "share_blue": "bcd95a33ac8bf6c4",
     "share_cyan": "7dcb1e034a5a5766", "share_green": "602448c7de0d92f6", "share_magenta": "3927749bf67ba919",

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import VismechError
 from .io import atomic_write_text
-from .stats import TRANSFORMS, Estimate, mean_estimate, pseudo_estimate
+from .stats import TRANSFORMS, Estimate, fraction_jackknife_estimate, mean_estimate, pseudo_estimate
 
 SCHEMA_VERSION = 2  # 2: intervals may be absent (with a note), set-level pseudo-values, interpolated headlines
 LIBRARIES = ("vismech", "torch", "torchvision", "lightning", "torchmetrics", "timm", "diffusers", "transformers",
@@ -354,6 +354,8 @@ def summary_mismatch(record: ResultRecord) -> str | None:
                 recomputed = mean_estimate(m.item_values, m.ci_level)
             elif m.pseudo_values is not None and m.ci_method == "jackknife-t":
                 recomputed = pseudo_estimate(m.pseudo_values, TRANSFORMS[m.transform], m.ci_level)
+            elif m.pseudo_values is not None and m.ci_method == "jackknife-se" and m.plugin_value is not None:
+                recomputed = fraction_jackknife_estimate(m.plugin_value, m.pseudo_values, m.ci_level)
             else:
                 continue
             problem = _differs(m, recomputed, len(values))

@@ -10,7 +10,9 @@ Every number on the board is a mean over pseudo-items, so one interval rule and 
   jackknifed: the items are dealt into at most `MAX_GROUPS` interleaved groups, each left out in turn, and the
   pseudo-values g T - (g - 1) T_-k remove the statistic's 1/n bias (exactly for a degree-2 statistic such as FD^2
   or KID); their mean is the estimate and their Student-t interval the CI. The interval is reported on the
-  metric's own scale through a monotone transform (FD = sqrt(FD^2), clipped at 0).
+  metric's own scale through a monotone transform (FD = sqrt(FD^2), clipped at 0);
+- recall, a k-nearest-neighbour fraction of the reference, keeps its plug-in with the jackknife's (conservative)
+  standard error (`fraction_jackknife_estimate`).
 Two records on the same items compare by the paired t interval of the difference of their (pseudo-)values: the
 same interval rule applied to item-by-item differences, so set-level metrics get ties as per-item ones do.
 No draw is random: the same values give the same interval on any machine.
@@ -36,7 +38,7 @@ class Estimate:
     value: float
     low: float | None
     high: float | None
-    method: str  # "wilson", "t", "jackknife-t", "score" or "none"
+    method: str  # "wilson", "t", "jackknife-t", "jackknife-se", "score" or "none"
     note: str | None = None
 
 
@@ -108,6 +110,20 @@ def pseudo_estimate(pseudo, transform: Callable[[float], float] = float, level: 
     low, high = t_interval(p, level)
     value = transform(float(p.mean()))
     return Estimate(value, min(transform(low), value), max(transform(high), value), "jackknife-t")
+
+
+def fraction_jackknife_estimate(plugin: float, pseudo, level: float = LEVEL) -> Estimate:
+    """A set-level fraction (recall) whose expectation is what a benchmark compares: the plug-in at the run's n,
+    with the jackknife's standard error and a t interval, clipped to [0, 1].
+
+    A k-nearest-neighbour statistic is not a smooth function of a mean, so the pseudo-values' mean extrapolates a
+    bias that is not 1/n (it covered 0.70-0.82 in simulation); around the plug-in the interval is conservative,
+    as the jackknife variance is biased upwards (Efron-Stein): 15-40 % wider than the true standard deviation
+    at n = 64 and 192, coverage 0.97-1.0 (tests/test_coverage.py)."""
+    p = np.asarray(pseudo, dtype=np.float64)
+    low, high = t_interval(p, level)
+    half = (high - low) / 2
+    return Estimate(float(plugin), max(0.0, plugin - half), min(1.0, plugin + half), "jackknife-se")
 
 
 def squared_norm_interval(y, level: float = LEVEL) -> Estimate:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .stats import TRANSFORMS, Estimate, mean_estimate, pseudo_estimate
+from .stats import TRANSFORMS, Estimate, fraction_jackknife_estimate, mean_estimate, pseudo_estimate
 
 Summary = dict[str, Any]  # one metric's summary, as ItemMetric.summarize gives it
 Point = dict[str, Summary]  # every metric at one sweep point
@@ -50,6 +50,10 @@ def interpolate(a: Summary, b: Summary, weight: float) -> Summary:
     if a.get("item_values") is not None:
         values = (1 - weight) * np.asarray(a["item_values"]) + weight * np.asarray(b["item_values"])
         estimate, out["item_values"] = mean_estimate(values), values.tolist()
+    elif a.get("pseudo_values") is not None and a.get("ci_method") == "jackknife-se":  # recall: around its plug-in
+        pseudo = (1 - weight) * np.asarray(a["pseudo_values"]) + weight * np.asarray(b["pseudo_values"])
+        out["plugin_value"] = (1 - weight) * a["plugin_value"] + weight * b["plugin_value"]
+        estimate, out["pseudo_values"] = fraction_jackknife_estimate(out["plugin_value"], pseudo), pseudo.tolist()
     elif a.get("pseudo_values") is not None:
         pseudo = (1 - weight) * np.asarray(a["pseudo_values"]) + weight * np.asarray(b["pseudo_values"])
         estimate, out["pseudo_values"] = pseudo_estimate(pseudo, TRANSFORMS[a.get("transform", "identity")]), pseudo.tolist()

@@ -12,6 +12,12 @@ too (shared by all methods). Per sweep point:
   (restricted to the task's classes) and the target;
 - `kid`: KID (unbiased, with an honest interval at any n) against a reference at the target distribution (the
   world's uniform test split): image quality that a successful debiasing does not pay for by construction;
+- `kid_per_class`: the mean over the attribute's classes of the KID between the images labelled with a class and
+  the reference images of that class (the world's ground truth colour): quality read apart from the attribute mix;
+  where the reference's classes are unknown (a paper reference folder) the column is left out;
+- `precision` and `recall` (Kynkäänniemi et al., k = 3, torch-fidelity's definition) against the same reference:
+  the share of images on the reference's feature manifold (fidelity) and of the reference on the images'
+  (diversity); a debiasing edit should raise recall without losing precision;
 - `fid`: against the world's *train* split, which carries the training skew: how far the generations depart from
   the distribution the model learned (any shift of the attribute raises it); a stated secondary column, the
   plug-in without an interval at 192 images in 192-d features;
@@ -181,6 +187,9 @@ def judge_labeler(judges: Judges, attribute: str, classes: tuple[str, ...]) -> t
             fingerprint_of(judges.fingerprints.get(role, {})))
 
 
+QUALITY_METRICS = ("kid", "kid_per_class", "precision", "recall", "fid")  # also of the unedited images
+
+
 @TASKS.register()
 class BiasBenchmark(GenerativeBenchmark):
     """Attribute distribution of generations under an edit: shares, FD to the target, FID, CLIP-I, CLIP-T."""
@@ -193,7 +202,7 @@ class BiasBenchmark(GenerativeBenchmark):
                 "at the target distribution; fid against the world train split (the training skew); clip_i edited "
                 "vs unedited same seed; clip_t (conditional); judge_agreement pixel rule vs judge")
     # and share_<class> per task class, and judge_agreement (world) or no_face_rate (paper)
-    metric_names = ("fd", "kid", "fid", "clip_i", "clip_t")
+    metric_names = ("fd", "kid", "kid_per_class", "precision", "recall", "fid", "clip_i", "clip_t")
     curve_x = "kid"  # the board's trade-off picture: the primary metric against this quality metric
     primary_metric = "fd"
     headline_rule = ("the lowest fd on the sweep's curve (interpolated item by item between sweep points) where kid "
@@ -225,11 +234,17 @@ class BiasBenchmark(GenerativeBenchmark):
         # the world's colour has a pixel rule to check the judge against; a paper judge may find no face instead
         self.pixel_rule = task_cfg.attribute in ATTRIBUTES
         check = "judge_agreement" if self.pixel_rule else "no_face_rate"
-        self.metric_names = self.shares + tuple(n for n in (*type(self).metric_names, check)
-                                                if n != "clip_t" or getattr(subject, "conditional", False))
+        self.attribute = task_cfg.attribute
+        judges = load_judges(task_cfg.judges)
+        # the per-class form needs the reference's classes: the world's ground truth (a paper reference has none)
+        dropped = {"clip_t"} if not getattr(subject, "conditional", False) else set()
+        if task_cfg.attribute not in judges.kid_reference_classes:
+            dropped.add("kid_per_class")
+        self.metric_names = self.shares + tuple(n for n in (*type(self).metric_names, check) if n not in dropped)
         super().__init__(subject, method, finding, strengths, run_seed, task_cfg)
         self.judge_columns, self.attribute_probs = judge_columns(self.judges, task_cfg.attribute, self.classes)
-        self.unedited = nn.ModuleDict({n: self.make_metric(n) for n in (*self.shares, "fd", "kid", "fid")})
+        self.unedited = nn.ModuleDict({n: self.make_metric(n) for n in (*self.shares, "fd", *QUALITY_METRICS)
+                                       if n in self.metric_names})
         self.prompts = task_cfg.test_prompts(subject.conditional)
         start, stop = task_cfg.test_range()
         self.grid_ids = list(range(start, min(start + GRID_ITEMS, stop)))
@@ -240,6 +255,11 @@ class BiasBenchmark(GenerativeBenchmark):
     def make_metric(self, name: str, **kwargs):
         if name == "fd":
             kwargs["target"] = self.target
+        if name == "kid_per_class":  # the reference's classes, as indices into the task's classes
+            groups = self.judges.attributes[self.attribute][0]
+            task_index = {groups.index(c): i for i, c in enumerate(self.classes) if c in groups}
+            kwargs["reference_labels"] = torch.tensor(
+                [task_index.get(int(g), -1) for g in self.judges.kid_reference_classes[self.attribute]])
         if name in self.shares:
             share_metric(name.removeprefix("share_"))  # registered under its name, for classes off the palette
         metric = super().make_metric(name, **kwargs)
@@ -274,8 +294,10 @@ class BiasBenchmark(GenerativeBenchmark):
             metrics[name].update(ids[found], labels[found], self.classes)
         metrics["fd"].update(ids[found], probs[found])
         features = self.judges.features(images).double().cpu()
-        metrics["fid"].update(ids, features)
-        metrics["kid"].update(ids, features)
+        for name in ("fid", "kid", "precision", "recall"):
+            metrics[name].update(ids, features)
+        if "kid_per_class" in metrics:
+            metrics["kid_per_class"].update(ids, features, labels)
         if "judge_agreement" in metrics:
             metrics["judge_agreement"].update(ids, pixel, probs)
         if "no_face_rate" in metrics:

@@ -7,12 +7,14 @@ seed), and a judge classifies each image:
   prompts; an erase method wants them down, an amplify method (its `goal`) up;
 - `other_accuracy`: accuracy on every other class's prompts, which an edit must keep;
 - `clip_t`: CLIP alignment of every image with its prompt;
-- `kid` and `fid`: of the retention images against the judge's reference set (KID unbiased with an interval; FID
-  the papers' number, without an interval below 5 items a feature dimension). Retention images are those of
+- `kid`, `precision`, `recall` and `fid`: of the retention images against the judge's reference set (KID unbiased
+  with an interval; precision and recall the k-NN manifold fractions of Kynkäänniemi et al. as torch-fidelity
+  computes them; FID the papers' number, without an interval below 5 items a feature dimension). Retention images
+  are those of
   `retention` prompts when the task names them (the paper's COCO-30k captions: a text file, one caption per line,
   or a CSV with a `prompt` column), else those of the other classes' prompts: an edit must leave them as they
   were. Retention items follow the class items (ids `classes x per_class` on), carry label -1 and feed only
-  clip_t, kid and fid.
+  clip_t and the feature-space metrics.
 The headline (vismech.tradeoff) is the best target score on the sweep's curve, interpolated item by item between
 sweep points, where quality holds against the unedited model on the same items (its images are generated too,
 and shared by all methods): other-class accuracy at most `quality_budget` below, CLIP-T at most `clip_budget`
@@ -192,7 +194,7 @@ class ConceptBenchmark(GenerativeBenchmark):
                 "prompts (target_accuracy, target_prob; direction by the method's goal) and on the others' "
                 "(other_accuracy); CLIP-T on every image; KID and FID of the retention images (the retention "
                 "prompts', else the other classes') against the judge's reference set")
-    metric_names = ("target_accuracy", "target_prob", "other_accuracy", "clip_t", "kid", "fid")
+    metric_names = ("target_accuracy", "target_prob", "other_accuracy", "clip_t", "kid", "precision", "recall", "fid")
     curve_x = "other_accuracy"  # the board's trade-off picture: the primary metric against this quality metric
     primary_metric = "target_accuracy"
     headline_rule = ("the best target_accuracy (by the method's goal) on the sweep's curve (interpolated item by item "
@@ -285,11 +287,12 @@ class ConceptBenchmark(GenerativeBenchmark):
         return labels < 0 if self.has_retention else (labels >= 0) & (labels != self.target)
 
     def quality(self, metrics, ids, text, kept, images) -> None:
-        """CLIP-T of every image; KID and FID (those of them `metrics` holds) of the retention images."""
+        """CLIP-T of every image; KID, precision, recall and FID (those of them `metrics` holds) of the retention
+        images."""
         metrics["clip_t"].update(ids, self.judges.encode_image(images), text)
         if kept.any():
             features = self.judges.features(images[kept]).double().cpu()
-            for name in ("kid", "fid"):
+            for name in ("kid", "precision", "recall", "fid"):
                 if name in metrics:
                     metrics[name].update(ids[kept], features)
 

@@ -80,16 +80,24 @@ def image_keys(subject: DiffusionSubject, method: str, finding: str, strength: f
             for k, seed in enumerate(seeds)]
 
 
+# quality metrics against KID's reference set, in the FID feature space (kid_per_class adds the reference's classes)
+KID_REFERENCE_METRICS = ("kid", "precision", "recall", "kid_per_class")
+
+
 class GenerativeBenchmark(Benchmark):
     """Subclasses call `self.images(ids, prompts, point)` (point None: unedited) inside `test_step`."""
 
     Config = GenerativeConfig
 
-    def __init__(self, subject, method, finding, strengths, run_seed, task_cfg: GenerativeConfig | None = None):
+    @classmethod
+    def check_subject(cls, task_cfg: GenerativeConfig, subject) -> None:
         if not isinstance(subject, DiffusionSubject):
-            raise VismechError(f"task '{self.name}' needs a diffusion subject; '{subject.id}' is "
-                               f"{type(subject).__name__}")
+            raise VismechError(f"task '{cls.name}' needs a diffusion subject (model=sd_world, ddpm_world or a paper "
+                               f"diffusion model); '{subject.id}' is {type(subject).__name__}")
+
+    def __init__(self, subject, method, finding, strengths, run_seed, task_cfg: GenerativeConfig | None = None):
         task_cfg = task_cfg or self.Config(name=self.name)
+        self.check_subject(task_cfg, subject)
         self.judges: Judges = load_judges(task_cfg.judges)
         self.sampling = task_cfg.sampler()
         super().__init__(subject, method, finding, strengths, run_seed, task_cfg)
@@ -101,14 +109,15 @@ class GenerativeBenchmark(Benchmark):
 
     def judge_of(self, metric: str) -> str:
         """Which judge role a metric uses: classifier, clip or fid."""
-        return {"fid": "fid", "kid": "kid", "clip_t": "clip", "clip_i": "clip"}.get(metric, "classifier")
+        return {"fid": "fid", "clip_t": "clip", "clip_i": "clip", **dict.fromkeys(KID_REFERENCE_METRICS, "kid")}.get(
+            metric, "classifier")
 
     def make_metric(self, name: str, **kwargs) -> ItemMetric:
         role = self.judge_of(name)
         judge = self.judges.fingerprints.get(role) or self.judges.fingerprints.get("fid" if role == "kid" else role, {})
         if name == "fid":
             kwargs["reference"] = self.judges.reference
-        if name == "kid":
+        if name in KID_REFERENCE_METRICS:
             kwargs["reference"] = self.judges.kid_features()
         return METRICS.get(name)(judge={**judge, "sampling": self.sampling_fingerprint()}, **kwargs)
 

@@ -11,9 +11,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from torch_fidelity.metric_kid import kernel_poly
+from torch_fidelity.metric_prc import calc_cdist_full
 
 from ..registry import METRICS
-from ..stats import Estimate, squared_norm_interval
+from ..errors import VismechError
+from ..stats import Estimate, fraction_jackknife_estimate, squared_norm_interval
 from .base import Direction, ItemMetric, SetMetric
 from .classification import correct, true_class_prob
 
@@ -291,6 +293,169 @@ class KID(JudgedSetMetric):
         n = len(x)
         k_xx = kernel_poly(x, x)
         return float((k_xx.sum() - np.trace(k_xx)) / (n * (n - 1)) + self.reference_term - 2 * cross.mean())
+
+
+def knn_radii(features: torch.Tensor, k: int) -> torch.Tensor:
+    """Each row's distance to its k-th nearest other row (k + 1-th with itself at distance 0), as torch-fidelity's
+    precision and recall take it."""
+    return calc_cdist_full(features, features).kthvalue(k + 1, dim=1).values
+
+
+def inside_any_ball(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
+    """(N,) 1.0 where a point lies within some centre's radius: on a k-NN manifold estimate."""
+    return (calc_cdist_full(points, centres) <= radii[None]).any(1).double()
+
+
+PRC_NEIGHBOURHOOD = 3  # torch-fidelity's default (prc_neighborhood), Kynkäänniemi et al.'s k
+
+
+class ManifoldMetric(JudgedMetric):
+    """Precision and recall: k-nearest-neighbour manifolds of the judge's features and of its reference set's."""
+
+    def __init__(self, judge: dict[str, Any] | None = None, reference: torch.Tensor | None = None,
+                 neighbourhood: int = PRC_NEIGHBOURHOOD, **kwargs):
+        super().__init__(judge=judge, **kwargs)
+        self.neighbourhood = neighbourhood
+        self.reference = None if reference is None else torch.as_tensor(reference, dtype=torch.float64).cpu()
+
+    def fingerprint_items(self) -> dict[str, Any]:
+        return {**super().fingerprint_items(), "neighbourhood": self.neighbourhood,
+                "distance": "L2 in float64 (torch-fidelity calc_cdist_full)"}
+
+
+@METRICS.register()
+class Precision(ManifoldMetric):
+    """Improved precision (Kynkäänniemi et al. 2019, torch-fidelity's `precision`): per generated image, 1 when its
+    features fall inside the reference's k-nearest-neighbour manifold (within the k-th neighbour distance of some
+    reference image), else 0; the mean is the fidelity of the images, whatever their diversity.
+
+    Per image: ``1[exists j: |x - y_j| <= r_k(y_j)]``, r_k(y_j) the distance from y_j to its k-th nearest other
+    reference row. The reference is fixed, so the images are independent items (a Wilson interval).
+
+    Args:
+        ids: (N,) item ids. features: (N, d) judge features of each image (to `update`).
+        judge: the feature judge's fingerprint items. reference: (M, d) reference features. neighbourhood: k.
+
+    Example:
+        >>> import torch
+        >>> reference = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0]])
+        >>> m = Precision(reference=reference, neighbourhood=1)  # radii 1, 1, 1 and 6.40 (to (1, 0))
+        >>> m.update(torch.arange(3), torch.tensor([[0.5, 0.5], [20.0, 20.0], [-1.5, 0.0]]))
+        >>> m.compute()[1]
+        tensor([1., 0., 0.], dtype=torch.float64)
+    """
+
+    name = "precision"
+    direction = "higher"
+    units = "fraction of images inside the reference's k-NN feature manifold (0-1)"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.radii = None if self.reference is None else knn_radii(self.reference, self.neighbourhood)
+
+    def update(self, ids: torch.Tensor, features: torch.Tensor) -> None:
+        x = torch.as_tensor(features, dtype=torch.float64).reshape(len(ids), -1).cpu()
+        self.add_values(ids, inside_any_ball(x, self.reference, self.radii))
+
+
+@METRICS.register()
+class Recall(JudgedSetMetric, ManifoldMetric):
+    """Improved recall (Kynkäänniemi et al. 2019, torch-fidelity's `recall`): the fraction of reference images
+    inside the generated images' k-nearest-neighbour manifold; the diversity of the images, whatever their
+    fidelity. A debiasing edit that widens the attribute mix should raise it, not lower precision.
+
+    ``mean_j 1[exists i: |y_j - x_i| <= r_k(x_i)]``, r_k(x_i) the distance from image i to its k-th nearest other
+    image. It depends on every image (a set-level metric). The value is the plug-in at the run's n, which is what
+    two methods on the same n compare; the interval is the jackknife's standard error around it
+    (vismech.stats.fraction_jackknife_estimate: conservative).
+
+    Args:
+        ids: (N,) item ids. features: (N, d) judge features of each image (to `update`).
+        judge: the feature judge's fingerprint items. reference: (M, d) reference features. neighbourhood: k.
+
+    Example:
+        >>> import torch
+        >>> m = Recall(reference=torch.tensor([[0.0, 0.0], [0.0, 3.0], [9.0, 9.0]]), neighbourhood=1)
+        >>> m.update(torch.arange(3), torch.tensor([[0.0, 0.5], [0.0, -0.5], [0.0, 2.5]]))
+        >>> # radii 1, 1 and 2: (0, 0) and (0, 3) are covered, (9, 9) is not
+        >>> round(m.statistic(m.compute()[1].numpy()), 6)
+        0.666667
+    """
+
+    name = "recall"
+    direction = "higher"
+    units = "fraction of reference images inside the images' k-NN feature manifold (0-1)"
+
+    def statistic(self, rows: np.ndarray) -> float:
+        x = torch.from_numpy(np.ascontiguousarray(rows))
+        k = min(self.neighbourhood, len(x) - 1)  # a jackknife subset of very few images
+        return float(inside_any_ball(self.reference, x, knn_radii(x, k)).mean())
+
+    def estimate(self, rows: np.ndarray, pseudo: np.ndarray) -> Estimate:
+        return fraction_jackknife_estimate(self.statistic(rows), pseudo)
+
+
+@METRICS.register()
+class KIDPerClass(JudgedSetMetric):
+    """KID within attribute classes: the mean, over the classes, of the KID between the images the task's labeler
+    puts in a class and the reference images of that class (its ground truth on the mini world), so image quality
+    is read apart from the attribute mix an edit changes. Classes with fewer than two images (or reference images)
+    are left out of the mean; each class weighs the same.
+
+    ``mean_c MMD^2_u(X_c, Y_c)`` with `KID`'s kernel; each item's row keeps its features, its class and its mean
+    kernel to its class's reference images. Jackknifed as KID.
+
+    Args:
+        ids: (N,) item ids. features: (N, d) judge features. labels: (N,) class index of each image (-1: none).
+        judge: the feature judge's fingerprint items. reference: (M, d) reference features.
+        reference_labels: (M,) class index of each reference image (-1: none of the task's classes).
+
+    Example:
+        >>> import torch
+        >>> m = KIDPerClass(reference=torch.tensor([[0.0], [0.0], [3.0], [3.0]]),
+        ...                 reference_labels=torch.tensor([0, 0, 1, 1]))
+        >>> m.update(torch.arange(4), torch.tensor([[0.0], [0.0], [3.0], [3.0]]), torch.tensor([0, 0, 1, 1]))
+        >>> round(m.statistic(m.compute()[1].numpy()), 6)  # each class's images are its reference: 0 in both
+        0.0
+    """
+
+    name = "kid_per_class"
+    direction = "lower"
+    units = "MMD^2, polynomial kernel (x.y/d + 1)^3, mean over attribute classes, in the judge's feature space"
+
+    def __init__(self, judge: dict[str, Any] | None = None, reference: torch.Tensor | None = None,
+                 reference_labels: torch.Tensor | None = None, **kwargs):
+        super().__init__(judge=judge, **kwargs)
+        self.classes: dict[int, tuple[np.ndarray, float]] = {}  # class -> (its reference rows, its k_yy term)
+        if reference is not None:
+            y, labels = reference.double().cpu().numpy(), np.asarray(reference_labels)
+            for c in sorted(set(labels.tolist()) - {-1}):
+                rows = y[labels == c]
+                if len(rows) >= 2:
+                    k_yy = kernel_poly(rows, rows)
+                    self.classes[c] = rows, float((k_yy.sum() - np.trace(k_yy)) / (len(rows) * (len(rows) - 1)))
+
+    def update(self, ids: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> None:
+        x = torch.as_tensor(features, dtype=torch.float64).reshape(len(ids), -1).cpu()
+        labels = torch.as_tensor(labels).reshape(-1).cpu()
+        cross = torch.zeros(len(ids), dtype=torch.float64)
+        for i, c in enumerate(labels.tolist()):
+            if c in self.classes:
+                cross[i] = float(kernel_poly(x[i:i + 1].numpy(), self.classes[c][0]).mean())
+        super().update(ids, torch.cat([x, labels[:, None].to(x), cross[:, None]], 1))
+
+    def statistic(self, rows: np.ndarray) -> float:
+        x, labels, cross = rows[:, :-2], rows[:, -2].astype(int), rows[:, -1]
+        per_class = []
+        for c, (_, reference_term) in self.classes.items():
+            mine = labels == c
+            n = int(mine.sum())
+            if n >= 2:
+                k_xx = kernel_poly(x[mine], x[mine])
+                per_class.append((k_xx.sum() - np.trace(k_xx)) / (n * (n - 1)) + reference_term - 2 * cross[mine].mean())
+        if not per_class:
+            raise VismechError(f"metric '{self.name}' has no class with two images and two reference images")
+        return float(np.mean(per_class))
 
 
 @METRICS.register()

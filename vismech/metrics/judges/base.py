@@ -24,6 +24,9 @@ class Judges:
     attributes: dict[str, tuple[tuple[str, ...], Callable[[Tensor], Tensor]]] = field(default_factory=dict)
     # (M', d) features of KID's reference set, in the FID feature space; None: the FID reference
     kid_reference: Tensor | None = None
+    # per attribute: (M',) index into `attributes[name][0]` of each KID reference image's class (-1: none), where the
+    # reference's classes are known; the bias task's per-class quality needs them
+    kid_reference_classes: dict[str, Tensor] = field(default_factory=dict)
 
     def kid_features(self) -> Tensor:
         return self.reference if self.kid_reference is None else self.kid_reference

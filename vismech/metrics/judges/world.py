@@ -21,6 +21,13 @@ def world_features(split: str, count: int) -> torch.Tensor:
     return torch.cat([judge.features(images[i:i + 500]) for i in range(0, len(images), 500)])
 
 
+def world_colours(split: str, count: int) -> torch.Tensor:
+    """The ground-truth colour (index into the world palette) of the first `count` images of a world split."""
+    from ...datasets.world import WorldItems
+
+    return WorldItems(split, limit=count).tensors()["colour"].long()
+
+
 @lru_cache(maxsize=4)
 def world_judges(reference_split: str = "test", reference_count: int = 2000,
                  kid_reference_split: str | None = None) -> Judges:
@@ -40,4 +47,5 @@ def world_judges(reference_split: str = "test", reference_count: int = 2000,
                   encode_text=clip.encode_text,
                   fingerprints={"classifier": judge_fp, "clip": clip_fp, "fid": fid_fp, "kid": kid_fp},
                   attributes={"colour": (WorldConfig().palette, lambda x: judge.probs(x)["colour"])},
-                  kid_reference=world_features(kid_split, reference_count))
+                  kid_reference=world_features(kid_split, reference_count),
+                  kid_reference_classes={"colour": world_colours(kid_split, reference_count)})
