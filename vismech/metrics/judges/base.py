@@ -20,10 +20,13 @@ class Judges:
     reference: Tensor  # (M, d) features of the FID reference set
     encode_image: Callable[[Tensor], Tensor]  # CLIP, L2-normalised
     encode_text: Callable[[list[str]], Tensor]
-    fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)  # per role: classifier, clip, fid
+    fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)  # per role: classifier, clip, fid, cmmd
     attributes: dict[str, tuple[tuple[str, ...], Callable[[Tensor], Tensor]]] = field(default_factory=dict)
     # (M', d) features of KID's reference set, in the FID feature space; None: the FID reference
     kid_reference: Tensor | None = None
+    # CMMD's embedding (L2-normalised CLIP ViT-L/14@336px) and the reference set's; None: no CMMD judge
+    cmmd_features: Callable[[Tensor], Tensor] | None = None
+    cmmd_reference: Tensor | None = None
 
     def kid_features(self) -> Tensor:
         return self.reference if self.kid_reference is None else self.kid_reference
