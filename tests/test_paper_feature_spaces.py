@@ -307,3 +307,36 @@ def test_cmmd_is_unbiased_where_the_released_average_is_not():
     for values, unbiased_draws in ((np.array(unbiased), True), (np.array(released), False)):
         se = values.std(ddof=1) / math.sqrt(len(values))
         assert bool(abs(values.mean()) < 4 * se) is unbiased_draws
+
+
+def test_an_open_clip_file_in_openais_layout_loads_as_the_clip_feature_space(files, tmp_path):
+    """The documented file (open_clip's `open_clip_model.safetensors` of OpenAI's weights) holds OpenAI's key names:
+    a tiny open_clip CLIP of the same shape, weights in float16 as OpenAI released them, loads through
+    torch-fidelity's tower and gives open_clip's own image embedding (float tolerance: two implementations)."""
+    import json
+
+    import open_clip
+
+    name = "vismech-tiny-clip-openai-layout"
+    if name not in open_clip.list_models():
+        config = {"embed_dim": 16, "quick_gelu": True,
+                  "vision_cfg": {"image_size": 28, "layers": 1, "width": 64, "head_width": 64, "patch_size": 14},
+                  "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 1, "layers": 1}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(config))
+        open_clip.add_model_config(tmp_path / f"{name}.json")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(22)
+        model = open_clip.create_model(name, pretrained=None).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    file = save_state(model.state_dict(), tmp_path / "open_clip_model.safetensors")
+    j = judges(files, tmp_path, fid=str(file), fid_features=CLIP)
+    x = images()
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+    from torchvision.transforms.functional import normalize
+
+    pixels = interpolate_bilinear_2d_like_tensorflow1x(uint8_float(x), size=(28, 28), align_corners=False)
+    with torch.no_grad():
+        expected = model.encode_image(normalize(pixels / 255.0, CLIP_MEAN, CLIP_STD))
+    assert torch.allclose(j.features(x), expected, atol=1e-6, rtol=1e-5)  # float32: a few ulps of values ~1
