@@ -50,12 +50,62 @@ def random_inception_state() -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
+# tiny architectures of the feature spaces' classes, in place of the published ones (vismech...paper.ARCHS)
+TINY_DINOV2 = {"patch_size": 14, "embed_dim": 32, "depth": 1, "num_heads": 2}
+DINOV2_CHECKPOINT_SIZE = 518  # DINOv2's checkpoints hold 37 x 37 position embeddings, resampled to 16 x 16 at 224 px
+# torch-fidelity's CLIP gives each head 64 channels: width 64 is one head
+TINY_CLIP_VISUAL = {"resolution": 28, "patch_size": 14, "width": 64, "layers": 1, "embed_dim": 16}
+TINY_CLIP_VISUAL_336 = {**TINY_CLIP_VISUAL, "resolution": 42}
+
+
+def random_dinov2_state(arch: dict[str, int]) -> dict[str, torch.Tensor]:
+    """A random DINOv2 checkpoint in the layout of `dinov2_vitl14_pretrain.pth`: timm's VisionTransformer keys at
+    518 px, plus the masked-patch token DINOv2 keeps; layer scale 1, so the blocks change the features."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    net = VisionTransformer(img_size=DINOV2_CHECKPOINT_SIZE, num_classes=0, init_values=1.0, **arch)
+    return {**net.state_dict(), "mask_token": torch.randn(1, arch["embed_dim"])}
+
+
+def random_clip_state(arch: dict[str, int]) -> dict[str, torch.Tensor]:
+    """A random CLIP checkpoint in OpenAI's layout: torch-fidelity's CLIPVisual tower, and the text tower's keys
+    build_model reads (text_projection, for the embedding size) or drops."""
+    from torch_fidelity.feature_extractor_clip import CLIPVisual
+
+    visual = CLIPVisual(arch["embed_dim"], arch["resolution"], arch["layers"], arch["width"], arch["patch_size"])
+    text_width = 32
+    return {**visual.state_dict(), "text_projection": torch.randn(text_width, arch["embed_dim"]) / text_width ** 0.5,
+            "logit_scale": torch.tensor(4.6052), "ln_final.weight": torch.ones(text_width),
+            "ln_final.bias": torch.zeros(text_width), "token_embedding.weight": torch.randn(10, text_width)}
+
+
+def save_state(state: dict[str, torch.Tensor], file: Path) -> Path:
+    """A state dict as safetensors or as a weights-only torch file, by the file's suffix."""
+    from safetensors.torch import save_file
+
+    if file.suffix == ".safetensors":
+        save_file({k: v.contiguous() for k, v in state.items()}, str(file))
+    else:
+        torch.save(state, file)
+    return file
+
+
+def write_reference(folder: Path, count: int = 6, size: int = 32) -> Path:
+    """A reference folder of `count` random RGB PNGs."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
 def write_judges(folder: Path) -> dict[str, str]:
     """The paper judges' weight files and a reference folder of 6 images; returns task.judges options."""
-    import numpy as np
     import open_clip
     import torchvision
-    from PIL import Image
     from safetensors.torch import save_file
 
     with torch.random.fork_rng(devices=[]):
@@ -65,11 +115,7 @@ def write_judges(folder: Path) -> dict[str, str]:
         torch.save(random_inception_state(), folder / "inception.pth")
         clip = open_clip.create_model(register_tiny_clip(folder), pretrained=None)
         save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(folder / "clip.safetensors"))
-    reference = folder / "reference"
-    reference.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(reference / f"{i}.png")
+    reference = write_reference(folder / "reference")
     return {"classifier": str(folder / "resnet50.pth"), "attribute": str(folder / "fairface.pt"),
             "fid": str(folder / "inception.pth"), "clip": str(folder / "clip.safetensors"), "clip_arch": TINY_CLIP,
             "reference": str(reference), "cache_dir": str(folder / "judge-cache")}

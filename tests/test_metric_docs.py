@@ -25,6 +25,8 @@ PINNED = {
     # the concept task's attack and side-effect metrics, as first made
     "asr_paraphrase": "32f2896e2eb837eb", "asr_tokens": "5da8b8273e970efa", "related_accuracy": "e026f10bc0ebb7b5",
     "far_accuracy": "c16ce62ad195ba91",
+    # CMMD, as first made (vismech.metrics.distribution)
+    "cmmd": "e35b74647c860f79",
 }
 # with a run's judge, target and direction, which enter the fingerprint too
 PINNED_RUN = (

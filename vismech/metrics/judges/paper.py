@@ -7,10 +7,26 @@
   `open_clip_model.safetensors`). OpenAI's TorchScript `.pt` is not accepted: a weights-only load cannot read it.
   The arch must be the `-quickgelu` variant for OpenAI weights: the plain names use GELU and would load the same
   keys into a different network. `encode_*` return L2-normalised embeddings; each metric applies its own scale.
-- fid: Inception-v3 pool3 (2048-d), torch-fidelity's `FeatureExtractorInceptionV3` (the network torchmetrics' FID
-  wraps) with `pt_inception-2015-12-05-6726825d.pth`, fed uint8 images at their own size (it resizes to 299 the
-  TF1 way). The reference folder's features are computed once and cached under `cache_dir`, keyed by the folder's
-  content digest and the feature fingerprint.
+- fid: the feature space `fid_features` names, each torch-fidelity's extractor fed uint8 images at their own size
+  (it resizes them the TF1 way), its weights file given by `fid`:
+  - "inception" (default): Inception-v3 pool3 (2048-d), `FeatureExtractorInceptionV3` (the network torchmetrics'
+    FID wraps) with `pt_inception-2015-12-05-6726825d.pth`.
+  - "dinov2-vit-l-14" (FD-DINOv2): the CLS token (1024-d) of DINOv2 ViT-L/14, `FeatureExtractorDinoV2`'s forward
+    (resize to 224, ImageNet mean/std) around timm's VisionTransformer, into which DINOv2's own checkpoint
+    (`dinov2_vitl14_pretrain.pth`) loads key for key. torch-fidelity builds the network only through torch.hub (a
+    download) and refuses a weights path, so the network is built here; the checkpoint's 37 x 37 position
+    embeddings are resampled to the 16 x 16 grid once, as DINOv2's `interpolate_pos_encoding` does per call.
+  - "clip-vit-l-14": OpenAI CLIP ViT-L/14's image embedding (768-d, not normalised), `FeatureExtractorCLIP`'s forward
+    (resize to 224, CLIP mean/std) around the visual tower torch-fidelity's `build_model` makes from a state dict in
+    OpenAI's layout (open_clip's `open_clip_model.safetensors` of timm/vit_large_patch14_clip_224.openai is one);
+    its own weights path would unpickle TorchScript, so the state dict is read here, weights-only.
+  The reference folder's features are computed once and cached under `cache_dir`, keyed by the folder's content
+  digest and the extractor's fingerprint (name, weights digest, preprocessing, dimension): FIDs in different
+  feature spaces never share a cache entry or a leaderboard table.
+- cmmd: CLIP ViT-L/14 at 336 px (torch-fidelity's "clip-vit-l-14-336px" visual tower, built as above from e.g.
+  timm/vit_large_patch14_clip_336.openai's `open_clip_model.safetensors`), L2-normalised image embeddings (768-d)
+  of images resized bicubic to 336 x 336 without a crop, as the CMMD release (Jayasumana et al. 2024) embeds them;
+  the `cmmd` metric (vismech.metrics.distribution) compares them with the reference folder's, cached as FID's.
 - attribute (`fd/fairface`): FairFace ResNet-34 (`res34_fair_align_multi_7_20190809.pt`, logits race 7, gender 2,
   age 9), 224 px squash, ImageNet mean/std; groups per docs/protocols.md (gender 2; age 0-19 / 20-59 / 60+; race White,
   Black, Asian = East + Southeast Asian, Indian, renormalised over the four).
@@ -32,6 +48,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import pickle
 import zipfile
 from collections.abc import Callable, Iterator
@@ -78,8 +95,18 @@ MIN_FACE = 1 / 8  # smallest face side searched, as a fraction of the image's sh
 CLIP_PROFILES = {"ViT-B-32-quickgelu": "clipscore/openai-B32 (the paper reports raw cosine, 0-1)",
                  "ViT-L-14-quickgelu": "clip-i/openai-L14, clip-t/openai-L14 (the paper reports CLIP-I as "
                                        "(cos + 1) / 2 and CLIP-T as raw cosine)"}
-SPEC_KEYS = ("classifier", "clip", "clip_arch", "fid", "reference", "reference_limit", "attribute", "face_crop",
-             "cache_dir", "device", "batch_size")
+SPEC_KEYS = ("classifier", "clip", "clip_arch", "fid", "fid_features", "cmmd", "reference", "reference_limit",
+             "attribute", "face_crop", "cache_dir", "device", "batch_size")
+FEATURE_SPACES = ("inception", "dinov2-vit-l-14", "clip-vit-l-14")  # judges.fid_features
+CMMD_SPACE = "clip-vit-l-14-336px"  # the CLIP of CMMD's definition
+# the published architectures of the feature spaces (DINOv2's vit_large; OpenAI's ViT-L/14 and ViT-L/14@336px
+# visual towers); a test puts a tiny one of the same class in their place
+ARCHS: dict[str, dict[str, int]] = {
+    "dinov2-vit-l-14": {"patch_size": 14, "embed_dim": 1024, "depth": 24, "num_heads": 16},
+    "clip-vit-l-14": {"resolution": 224, "patch_size": 14, "width": 1024, "layers": 24, "embed_dim": 768},
+    "clip-vit-l-14-336px": {"resolution": 336, "patch_size": 14, "width": 1024, "layers": 24, "embed_dim": 768},
+}
+DINOV2_POS_OFFSET = 0.1  # DINOv2's interpolate_pos_encoding scales by (grid + 0.1) / M against floor rounding
 # what torch/safetensors raise on a file that is not a readable weights-only checkpoint
 _READ_ERRORS = (RuntimeError, ValueError, KeyError, AttributeError, EOFError, OSError, SafetensorError,
                 pickle.UnpicklingError, zipfile.BadZipFile)
@@ -258,15 +285,149 @@ def inception(weights: str | Path, device: torch.device):
     except RuntimeError as exc:
         raise VismechError(f"{what} weights file '{file}' does not fit {what} ({one_line(exc, 240)})") from None
     model.eval().to(device)
-
-    def features(x: Tensor) -> Tensor:
-        images = x.to(device) if x.dtype == torch.uint8 else to_uint8(x.to(device))
-        return model(images)[0]
-
-    return batched(features, 64), fingerprint(
+    return uint8_features(model, device), fingerprint(
         "torch-fidelity", file, model="InceptionV3 pool3 (2048-d)",
         preprocessing="[0,1] -> uint8 (round), TF1-style bilinear resize to 299, (x - 128) / 128", dtype="float32",
         scale="pool3 features")
+
+
+def torch_fidelity_extractor(cls, name: str, feature: str, network: torch.nn.Module, device: torch.device):
+    """torch-fidelity's extractor `cls` around a network built here, its forward (resize, normalisation) used as is.
+
+    Its constructor is skipped: DINOv2's builds the network only through torch.hub (a download) and CLIP's reads a
+    weights path with torch.jit.load, which runs the file's code; nothing else it does is needed."""
+    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+
+    extractor = cls.__new__(cls)
+    FeatureExtractorBase.__init__(extractor, name, [feature])
+    extractor.feature_extractor_internal_dtype = torch.float32
+    extractor.model = network
+    return extractor.requires_grad_(False).eval().to(device)
+
+
+def dinov2_pos_embed(pos: Tensor, grid: int, file: Path, what: str) -> Tensor:
+    """(1, 1 + grid^2, d) position embeddings from a checkpoint's (1, 1 + M^2, d), as DINOv2 resamples them per
+    call: bicubic, no antialiasing, scale factor (grid + offset) / M, in float32."""
+    patches = pos.shape[1] - 1 if pos.dim() == 3 else -1
+    side = math.isqrt(max(patches, 0))
+    if pos.dim() != 3 or pos.shape[0] != 1 or side * side != patches or side == 0:
+        raise VismechError(f"{what} weights file '{file}' does not fit {what} (pos_embed of shape "
+                           f"{tuple(pos.shape)}, not (1, 1 + M^2, dim))")
+    if side == grid:
+        return pos
+    dim, scale = pos.shape[-1], (grid + DINOV2_POS_OFFSET) / side
+    square = pos[:, 1:].float().reshape(1, side, side, dim).permute(0, 3, 1, 2)
+    square = torch.nn.functional.interpolate(square, scale_factor=(scale, scale), mode="bicubic", antialias=False)
+    return torch.cat([pos[:, :1].float(), square.permute(0, 2, 3, 1).reshape(1, grid * grid, dim)], 1).to(pos.dtype)
+
+
+def dinov2(weights: str | Path, device: torch.device, name: str = "dinov2-vit-l-14"):
+    """(features fn, fingerprint): the CLS token of DINOv2's ViT from its own checkpoint (`*_pretrain.pth`)."""
+    from importlib.metadata import version
+
+    from timm.models.vision_transformer import VisionTransformer
+    from torch_fidelity.feature_extractor_dinov2 import FeatureExtractorDinoV2
+
+    arch = ARCHS[name]
+    what = f"DINOv2 {name} (timm VisionTransformer {arch})"
+    state, file = read_state_dict(weights, what)
+    state = dict(state)
+    state.pop("mask_token", None)  # DINOv2's checkpoints keep iBOT's masked-patch token; inference never uses it
+    size = FeatureExtractorDinoV2.INPUT_IMAGE_SIZE
+    if "pos_embed" in state:
+        state["pos_embed"] = dinov2_pos_embed(state["pos_embed"], size // arch["patch_size"], file, what)
+    with seeded_init():
+        # DINOv2's block: LayerNorm eps 1e-6, exact GELU, MLP ratio 4, qkv bias, layer scale (init value: loaded)
+        network = VisionTransformer(img_size=size, num_classes=0, global_pool="token", mlp_ratio=4.0,
+                                    init_values=1.0, **arch)
+    fit_state_dict(network, state, file, what)
+    extractor = torch_fidelity_extractor(FeatureExtractorDinoV2, name, "dinov2", network, device)
+    grid = size // arch["patch_size"]
+    return uint8_features(extractor, device), fingerprint(
+        "torch-fidelity", file, feature_space=name, dim=arch["embed_dim"],
+        model=f"DINOv2 {name}: FeatureExtractorDinoV2's forward around timm {version('timm')} VisionTransformer "
+              f"{arch}, CLS token after the final LayerNorm",
+        preprocessing=f"[0,1] -> uint8 (round), TF1-style bilinear resize to {size}, ImageNet mean/std; position "
+                      f"embeddings resampled to {grid}x{grid} as DINOv2 does (bicubic, scale (grid + "
+                      f"{DINOV2_POS_OFFSET}) / M, no antialias)",
+        dtype="float32", scale="CLS token features")
+
+
+def clip_visual(weights: str | Path, device: torch.device, name: str):
+    """(torch-fidelity's FeatureExtractorCLIP, fingerprint items): OpenAI's visual tower from a state dict in its
+    layout (the text tower's keys are dropped by torch-fidelity's build_model, which also rounds the weights to
+    float16, as OpenAI released them, before running in float32)."""
+    from torch_fidelity.feature_extractor_clip import FeatureExtractorCLIP, VisionTransformer, build_model
+
+    arch = ARCHS[name]
+    what = f"torch-fidelity FeatureExtractorCLIP {name} (OpenAI CLIP layout, {arch})"
+    state, file = read_state_dict(weights, what)
+    try:
+        with seeded_init():
+            network = build_model(dict(state), torch.float32)
+    except (KeyError, RuntimeError, ValueError) as exc:  # a missing key, a strict load, torch-fidelity's vassert
+        raise VismechError(f"{what} weights file '{file}' does not fit {what} ({one_line(exc, 240)})") from None
+    visual = network.visual
+    found = None if not isinstance(visual, VisionTransformer) else {
+        "resolution": visual.input_resolution, "patch_size": visual.conv1.kernel_size[0],
+        "width": visual.conv1.out_channels, "layers": len(visual.transformer.resblocks),
+        "embed_dim": visual.output_dim}
+    if found != arch:  # build_model reads the architecture off the file: a ViT-B/32 would load without complaint
+        raise VismechError(f"{what} weights file '{file}' holds a CLIP of {found or 'a ResNet'}, not {name}")
+    extractor = torch_fidelity_extractor(FeatureExtractorCLIP, name, "clip", network, device)
+    extractor.resolution = arch["resolution"]
+    return extractor, fingerprint(
+        "torch-fidelity", file, feature_space=name, dim=arch["embed_dim"],
+        model=f"OpenAI CLIP {name} visual tower (torch-fidelity build_model {arch})",
+        dtype="float32 (weights rounded to float16 by build_model, as OpenAI released them)")
+
+
+def uint8_features(extractor: torch.nn.Module, device: torch.device) -> Callable[[Tensor], Tensor]:
+    def features(x: Tensor) -> Tensor:
+        images = x.to(device) if x.dtype == torch.uint8 else to_uint8(x.to(device))
+        return extractor(images)[0]
+
+    return batched(features, 64)
+
+
+def clip_features(weights: str | Path, device: torch.device, name: str = "clip-vit-l-14"):
+    """(features fn, fingerprint): torch-fidelity's CLIP features, its FID space (not normalised)."""
+    extractor, items = clip_visual(weights, device, name)
+    size = extractor.resolution
+    return uint8_features(extractor, device), {
+        **items, "preprocessing": f"[0,1] -> uint8 (round), TF1-style bilinear resize to {size}x{size} (squash), "
+                                  f"OpenAI CLIP mean/std", "scale": "image embedding after the visual projection"}
+
+
+def cmmd_embedder(weights: str | Path, device: torch.device):
+    """(embed fn, fingerprint): CMMD's embedding, CLIP ViT-L/14@336px's image embedding, L2-normalised, of images
+    resized bicubic to 336 x 336 with no crop (the CMMD release resizes so, with jax.image.resize: Keys' cubic,
+    a = -0.5, antialiased, which torch's bicubic with antialias computes)."""
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    extractor, items = clip_visual(weights, device, CMMD_SPACE)
+    size = extractor.resolution
+
+    def embed(x: Tensor) -> Tensor:
+        pixels = x.to(device) if x.dtype == torch.uint8 else to_uint8(x.to(device))
+        x = TF.resize(pixels.float() / 255, [size, size], InterpolationMode.BICUBIC, antialias=True)
+        out = extractor.model.visual(normalise(x, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD))
+        return torch.nn.functional.normalize(out.float(), dim=-1)
+
+    return batched(embed, 64), {
+        **items, "profile": "cmmd/clip-vit-l-14-336px",
+        "preprocessing": f"[0,1] -> uint8 (round) -> /255, bicubic resize to {size}x{size} (antialias, no crop), "
+                         f"OpenAI CLIP mean/std", "scale": "L2-normalised image embedding"}
+
+
+def feature_space(name: str, weights: str | Path, device: torch.device):
+    """(features fn, fingerprint) of the FID feature space `name` (one of FEATURE_SPACES)."""
+    loaders = {"inception": inception, "dinov2-vit-l-14": dinov2, "clip-vit-l-14": clip_features}
+    if name not in loaders:
+        raise VismechError(f"judges.fid_features must be one of {', '.join(FEATURE_SPACES)}, got {name!r}")
+    return loaders[name](weights, device)
 
 
 def fairface(weights: str | Path, device: torch.device, face_crop: str | None):
@@ -451,7 +612,7 @@ def _missing(role: str, option: str) -> Callable:
 def _spec_key(spec: dict[str, Any]) -> str:
     """The spec plus each named file's size and mtime: a rewritten weights file is loaded again."""
     stats = {}
-    for option in ("classifier", "clip", "fid", "attribute"):
+    for option in ("classifier", "clip", "fid", "cmmd", "attribute"):
         path = Path(str(spec.get(option))).expanduser()
         if spec.get(option) and path.is_file():
             stats[option] = (path.stat().st_size, path.stat().st_mtime_ns)
@@ -459,33 +620,41 @@ def _spec_key(spec: dict[str, Any]) -> str:
 
 
 def paper_judges(classifier: str | None = None, clip: str | None = None, clip_arch: str = "ViT-B-32-quickgelu",
-                 fid: str | None = None, reference: str | None = None, reference_limit: int | None = None,
-                 attribute: str | None = None, face_crop: str | None = None, cache_dir: str | None = ".vismech-cache",
-                 device: str | None = None, batch_size: int = 64, **unknown) -> Judges:
+                 fid: str | None = None, fid_features: str = "inception", cmmd: str | None = None,
+                 reference: str | None = None, reference_limit: int | None = None, attribute: str | None = None,
+                 face_crop: str | None = None, cache_dir: str | None = ".vismech-cache", device: str | None = None,
+                 batch_size: int = 64, **unknown) -> Judges:
     """The paper judges a card names, each from a weights file (see the module docstring).
 
     classifier: ResNet-50 IMAGENET1K_V2 weights (concept). clip / clip_arch: open_clip weights and arch.
-    fid: Inception weights (pt_inception-2015-12-05-6726825d.pth); reference: a folder of reference images (its
-    first `reference_limit` in sorted order), features cached under `cache_dir`/fid_reference.
-    attribute: FairFace ResNet-34 weights (bias); face_crop: "haar" or null.
+    fid: the weights of the feature space `fid_features` names (one of FEATURE_SPACES; "inception":
+    pt_inception-2015-12-05-6726825d.pth); cmmd: CLIP ViT-L/14@336px weights in OpenAI's layout; reference: a
+    folder of reference images (its first `reference_limit` in sorted order) for both, features cached under
+    `cache_dir`/fid_reference. attribute: FairFace ResNet-34 weights (bias); face_crop: "haar" or null.
     device: where the judges run (default: CUDA when available).
     """
     if unknown:
         raise VismechError(f"unknown paper judges option(s) {sorted(unknown)}; known: {', '.join(SPEC_KEYS)}")
-    spec = dict(classifier=classifier, clip=clip, clip_arch=clip_arch, fid=fid, reference=reference,
-                reference_limit=reference_limit, attribute=attribute, face_crop=face_crop, cache_dir=cache_dir,
-                device=device, batch_size=batch_size)
-    if (fid is None) != (reference is None):
-        raise VismechError(f"FID needs both judges.fid (Inception weights) and judges.reference (an image folder); "
+    if fid_features not in FEATURE_SPACES:
+        raise VismechError(f"judges.fid_features must be one of {', '.join(FEATURE_SPACES)}, got {fid_features!r}")
+    spec = dict(classifier=classifier, clip=clip, clip_arch=clip_arch, fid=fid, fid_features=fid_features, cmmd=cmmd,
+                reference=reference, reference_limit=reference_limit, attribute=attribute, face_crop=face_crop,
+                cache_dir=cache_dir, device=device, batch_size=batch_size)
+    if (fid is None) != (reference is None) and not (fid is None and cmmd is not None):
+        space = "Inception" if fid_features == "inception" else fid_features
+        raise VismechError(f"FID needs both judges.fid ({space} weights) and judges.reference (an image folder); "
                            f"got fid={fid!r}, reference={reference!r}")
+    if cmmd is not None and reference is None:
+        raise VismechError(f"CMMD needs both judges.cmmd (CLIP ViT-L/14@336px weights) and judges.reference (an "
+                           f"image folder); got cmmd={cmmd!r}, reference=None")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise VismechError(f"judges.batch_size must be a positive integer, got {batch_size!r}")
     return _build(_spec_key(spec), **spec)
 
 
 @lru_cache(maxsize=1)  # a sweep reloads the same judges for every run; one set at a time holds the device's memory
-def _build(_key: str, classifier, clip, clip_arch, fid, reference, reference_limit, attribute, face_crop, cache_dir,
-           device, batch_size) -> Judges:
+def _build(_key: str, classifier, clip, clip_arch, fid, fid_features, cmmd, reference, reference_limit, attribute,
+           face_crop, cache_dir, device, batch_size) -> Judges:
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     fingerprints: dict[str, dict[str, Any]] = {}
     classes, classify = (), _missing("classifier", "classifier")
@@ -497,9 +666,15 @@ def _build(_key: str, classifier, clip, clip_arch, fid, reference, reference_lim
         encode_image, encode_text, fingerprints["clip"] = clip_judge(clip, clip_arch, device)
     features, ref = _missing("FID feature", "fid"), torch.zeros(0, FID_DIM)
     if fid is not None:
-        features, feature_fp = inception(fid, device)
+        features, feature_fp = feature_space(fid_features, fid, device)
         ref, ref_items = reference_features(reference, features, feature_fp, cache_dir, reference_limit, batch_size)
         fingerprints["fid"] = {**feature_fp, **ref_items}
+    cmmd_features, cmmd_reference = None, None
+    if cmmd is not None:
+        cmmd_features, embed_fp = cmmd_embedder(cmmd, device)
+        cmmd_reference, ref_items = reference_features(reference, cmmd_features, embed_fp, cache_dir, reference_limit,
+                                                       batch_size)
+        fingerprints["cmmd"] = {**embed_fp, **ref_items}
     attributes = {}
     if attribute is not None:
         attributes, fingerprints["attribute"] = fairface(attribute, device, face_crop)
@@ -507,4 +682,5 @@ def _build(_key: str, classifier, clip, clip_arch, fid, reference, reference_lim
         raise VismechError(f"face_crop={face_crop!r} without an attribute judge; set judges.attribute=/path/to/"
                            f"res34_fair_align_multi_7_20190809.pt")
     return Judges(classes=classes, classify=classify, features=features, reference=ref, encode_image=encode_image,
-                  encode_text=encode_text, fingerprints=fingerprints, attributes=attributes)
+                  encode_text=encode_text, fingerprints=fingerprints, attributes=attributes,
+                  cmmd_features=cmmd_features, cmmd_reference=cmmd_reference)
