@@ -27,18 +27,6 @@ UNVERIFIED = {
     "mini/concept/sd_world/random_weights--af0322b539--task7786bc6f--seed0.json",
     "mini/concept/sd_world/random_weights--af0322b539--taskbf12c58c--seed0.json",
     "mini/concept/sd_world/uce--fe8b8ac141--task7063bc9c--seed0.json",
-    "mini/neuron_path/vit_world/activation_path--b19bc69267--taska4305f71--seed0.json",
-    "mini/neuron_path/vit_world/influence_pattern--b19bc69267--taska4305f71--seed0.json",
-    "mini/neuron_path/vit_world/knowledge_neurons--b19bc69267--taska4305f71--seed0.json",
-    "mini/neuron_path/vit_world/neuron_path--f3d20d02ec--taska4305f71--seed0.json",
-    "mini/neuron_path/vit_world/noop--44136fa355--taska4305f71--seed0.json",
-    "mini/neuron_path/vit_world/random_path--922b72edba--taska4305f71--seed0.json",
-    "mini/pruning/vit_world/activation_path--b19bc69267--taskf7359cec--seed0.json",
-    "mini/pruning/vit_world/influence_pattern--b19bc69267--taskf7359cec--seed0.json",
-    "mini/pruning/vit_world/knowledge_neurons--b19bc69267--taskf7359cec--seed0.json",
-    "mini/pruning/vit_world/neuron_path--f3d20d02ec--taskf7359cec--seed0.json",
-    "mini/pruning/vit_world/noop--44136fa355--taskf7359cec--seed0.json",
-    "mini/pruning/vit_world/random_path--922b72edba--taskf7359cec--seed0.json",
 }
 RECORDS = record_files(RESULTS)
 

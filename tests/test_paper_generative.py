@@ -121,7 +121,9 @@ def test_difflens_sd_card_on_a_tiny_sd_v15_with_fairface(workspace, paper):
     assert config["class_strengths"] == [30.0, 0.0, 50.0] and config["class_features"] == [10, 0, 30]
     assert set(unedited(augmented, "fd")["fingerprint_items"]["target"]) == {1 / 3}
     names = ("share_0-19", "share_20-59", "share_60+")
-    assert set(augmented["sweep"][0]["metrics"]) == {*names, "fd", "kid", "fid", "clip_i", "clip_t", "no_face_rate"}
+    # a paper reference folder has no attribute classes: no kid_per_class; no cmmd judge named: no cmmd
+    assert set(augmented["sweep"][0]["metrics"]) == {*names, "fd", "kid", "precision", "recall", "fid", "clip_i",
+                                                     "clip_t", "no_face_rate"}
     assert unedited(augmented, "no_face_rate")["value"] == 0.0  # no face crop: every image is judged
 
     jobs = ("firefighter", "doctor", "receptionist", "nurse")
@@ -138,12 +140,24 @@ def test_difflens_sd_card_on_a_tiny_sd_v15_with_fairface(workspace, paper):
     assert edited["clip_i"]["value"] < 1.0  # every prompt names an age word at strength 1
 
 
-def test_difflens_ddpm_card_on_a_tiny_unconditional_ddpm(workspace, paper):
+def test_difflens_ddpm_card_on_a_tiny_unconditional_ddpm(workspace, paper, monkeypatch):
+    """The DDPM card with a CMMD judge (a tiny CLIP tower of the 336 px class): shares and FD by hand, and CMMD
+    of the run's images against the reference folder as the judge embeds them by hand."""
+    from paper_models import TINY_CLIP_VISUAL_336, random_clip_state, save_state
+
+    from vismech.metrics.distribution import CMMD
+    from vismech.metrics.judges import paper as paper_judges
     from vismech.models import ddpm
 
+    monkeypatch.setitem(paper_judges.ARCHS, "clip-vit-l-14-336px", TINY_CLIP_VISUAL_336)
+    paper_judges._build.cache_clear()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(31)
+        cmmd_file = save_state(random_clip_state(TINY_CLIP_VISUAL_336), workspace.root / "cmmd.safetensors")
     assert workspace.run("experiment=paper_difflens_ddpm", "trainer=cpu", f"model.params.weights={paper['ddpm']}",
                          "task.ids=[200000,200004]", "task.sampling.steps=3", "method=noop",
-                         "task.strengths=[0.0]", *judge_options(paper, "attribute", "clip", "fid")) == 0
+                         "task.strengths=[0.0]", *judge_options(paper, "attribute", "clip", "fid"),
+                         f"task.judges.cmmd={cmmd_file}") == 0
     record = workspace.records()[0]
     metrics = record["sweep"][0]["metrics"]
     assert record["subject"]["id"] == "ddpm_celebahq" and "clip_t" not in metrics
@@ -152,6 +166,14 @@ def test_difflens_ddpm_card_on_a_tiny_unconditional_ddpm(workspace, paper):
     probs = fairface_probs(paper, images, "gender")
     assert metrics["share_male"]["item_values"] == (probs.argmax(1) == 0).double().tolist()
     assert metrics["fd"]["value"] == pytest.approx(float(torch.linalg.vector_norm(probs.mean(0) - 0.5)), abs=1e-6)
+
+    judges = paper_judges.paper_judges(cmmd=str(cmmd_file), reference=paper["judges"]["reference"],
+                                       cache_dir=paper["judges"]["cache_dir"], device="cpu")
+    by_hand = CMMD(reference=judges.cmmd_reference)
+    by_hand.update(torch.arange(4), judges.cmmd_features(images))
+    assert metrics["cmmd"]["plugin_value"] == pytest.approx(by_hand.summarize()["plugin_value"], rel=1e-5, abs=1e-6)
+    assert metrics["cmmd"]["fingerprint_items"]["judge"]["profile"] == "cmmd/clip-vit-l-14-336px"
+    paper_judges._build.cache_clear()
 
 
 @pytest.mark.parametrize("card, model, attribute", [

@@ -18,6 +18,8 @@ too (shared by all methods). Per sweep point:
 - `precision` and `recall` (Kynkäänniemi et al., k = 3, torch-fidelity's definition) against the same reference:
   the share of images on the reference's feature manifold (fidelity) and of the reference on the images'
   (diversity); a debiasing edit should raise recall without losing precision;
+- `cmmd` (paper track, when the card names `judges.cmmd`): CMMD in CLIP ViT-L/14@336px embeddings against the
+  reference folder;
 - `fid`: against the world's *train* split, which carries the training skew: how far the generations depart from
   the distribution the model learned (any shift of the attribute raises it); a stated secondary column, the
   plug-in without an interval at 192 images in 192-d features;
@@ -187,7 +189,7 @@ def judge_labeler(judges: Judges, attribute: str, classes: tuple[str, ...]) -> t
             fingerprint_of(judges.fingerprints.get(role, {})))
 
 
-QUALITY_METRICS = ("kid", "kid_per_class", "precision", "recall", "fid")  # also of the unedited images
+QUALITY_METRICS = ("kid", "kid_per_class", "precision", "recall", "fid", "cmmd")  # also of the unedited images
 
 
 @TASKS.register()
@@ -202,7 +204,7 @@ class BiasBenchmark(GenerativeBenchmark):
                 "at the target distribution; fid against the world train split (the training skew); clip_i edited "
                 "vs unedited same seed; clip_t (conditional); judge_agreement pixel rule vs judge")
     # and share_<class> per task class, and judge_agreement (world) or no_face_rate (paper)
-    metric_names = ("fd", "kid", "kid_per_class", "precision", "recall", "fid", "clip_i", "clip_t")
+    metric_names = ("fd", "kid", "kid_per_class", "precision", "recall", "fid", "cmmd", "clip_i", "clip_t")
     curve_x = "kid"  # the board's trade-off picture: the primary metric against this quality metric
     primary_metric = "fd"
     headline_rule = ("the lowest fd on the sweep's curve (interpolated item by item between sweep points) where kid "
@@ -240,6 +242,8 @@ class BiasBenchmark(GenerativeBenchmark):
         dropped = {"clip_t"} if not getattr(subject, "conditional", False) else set()
         if task_cfg.attribute not in judges.kid_reference_classes:
             dropped.add("kid_per_class")
+        if judges.cmmd_features is None:
+            dropped.add("cmmd")
         self.metric_names = self.shares + tuple(n for n in (*type(self).metric_names, check) if n not in dropped)
         super().__init__(subject, method, finding, strengths, run_seed, task_cfg)
         self.judge_columns, self.attribute_probs = judge_columns(self.judges, task_cfg.attribute, self.classes)
@@ -298,6 +302,7 @@ class BiasBenchmark(GenerativeBenchmark):
             metrics[name].update(ids, features)
         if "kid_per_class" in metrics:
             metrics["kid_per_class"].update(ids, features, labels)
+        self.update_cmmd(metrics, ids, images)
         if "judge_agreement" in metrics:
             metrics["judge_agreement"].update(ids, pixel, probs)
         if "no_face_rate" in metrics:

@@ -7,7 +7,7 @@ seed), and a judge classifies each image:
   prompts; an erase method wants them down, an amplify method (its `goal`) up;
 - `other_accuracy`: accuracy on every other class's prompts, which an edit must keep;
 - `clip_t`: CLIP alignment of every image with its prompt;
-- `kid`, `precision`, `recall` and `fid`: of the retention images against the judge's reference set (KID unbiased
+- `kid`, `precision`, `recall`, `fid` (and `cmmd` where the card names its judge): of the retention images against the judge's reference set (KID unbiased
   with an interval; precision and recall the k-NN manifold fractions of Kynkäänniemi et al. as torch-fidelity
   computes them; FID the papers' number, without an interval below 5 items a feature dimension). Retention images
   are those of
@@ -37,6 +37,7 @@ from torch.utils.data import Dataset
 from ..datasets.concepts import ConceptData, world_class_images
 from ..errors import VismechError
 from ..metrics.classification import correct
+from ..metrics.judges import load_judges
 from ..io import read_user_text
 from ..plots import image_grid
 from ..registry import TASKS
@@ -238,7 +239,8 @@ class ConceptBenchmark(GenerativeBenchmark):
         self.goal = concept_goal(method, task_cfg.goal)
         self.target = task_cfg.class_names().index(task_cfg.target)
         self.attacks = ConceptAttacks(self, task_cfg)  # attack and related/far metrics, when the task asks for them
-        self.metric_names = type(self).metric_names + self.attacks.metric_names
+        cmmd = ("cmmd",) if load_judges(task_cfg.judges).cmmd_features is not None else ()
+        self.metric_names = type(self).metric_names + cmmd + self.attacks.metric_names
         super().__init__(subject, method, finding, strengths, run_seed, task_cfg)
         names = task_cfg.class_names()
         missing = [n for n in names if n not in self.judges.classes]
@@ -295,6 +297,7 @@ class ConceptBenchmark(GenerativeBenchmark):
             for name in ("kid", "precision", "recall", "fid"):
                 if name in metrics:
                     metrics[name].update(ids[kept], features)
+            self.update_cmmd(metrics, ids[kept], images[kept])
 
     @torch.no_grad()
     def test_step(self, batch: dict, batch_idx: int) -> None:

@@ -109,8 +109,8 @@ class GenerativeBenchmark(Benchmark):
 
     def judge_of(self, metric: str) -> str:
         """Which judge role a metric uses: classifier, clip or fid."""
-        return {"fid": "fid", "clip_t": "clip", "clip_i": "clip", **dict.fromkeys(KID_REFERENCE_METRICS, "kid")}.get(
-            metric, "classifier")
+        return {"fid": "fid", "cmmd": "cmmd", "clip_t": "clip", "clip_i": "clip",
+                **dict.fromkeys(KID_REFERENCE_METRICS, "kid")}.get(metric, "classifier")
 
     def make_metric(self, name: str, **kwargs) -> ItemMetric:
         role = self.judge_of(name)
@@ -119,7 +119,14 @@ class GenerativeBenchmark(Benchmark):
             kwargs["reference"] = self.judges.reference
         if name in KID_REFERENCE_METRICS:
             kwargs["reference"] = self.judges.kid_features()
+        if name == "cmmd":
+            kwargs["reference"] = self.judges.cmmd_reference
         return METRICS.get(name)(judge={**judge, "sampling": self.sampling_fingerprint()}, **kwargs)
+
+    def update_cmmd(self, metrics, ids: torch.Tensor, images: torch.Tensor) -> None:
+        """CMMD of the images, where the judges have its embedding (a paper card that names `judges.cmmd`)."""
+        if "cmmd" in metrics:
+            metrics["cmmd"].update(ids, self.judges.cmmd_features(images).double().cpu())
 
     def sampling_fingerprint(self) -> dict[str, Any]:
         s = self.sampling

@@ -439,9 +439,10 @@ class KIDPerClass(JudgedSetMetric):
         x = torch.as_tensor(features, dtype=torch.float64).reshape(len(ids), -1).cpu()
         labels = torch.as_tensor(labels).reshape(-1).cpu()
         cross = torch.zeros(len(ids), dtype=torch.float64)
-        for i, c in enumerate(labels.tolist()):
-            if c in self.classes:
-                cross[i] = float(kernel_poly(x[i:i + 1].numpy(), self.classes[c][0]).mean())
+        for c, (reference, _) in self.classes.items():
+            mine = labels == c
+            if mine.any():
+                cross[mine] = torch.from_numpy(kernel_poly(x[mine].numpy(), reference).mean(1))
         super().update(ids, torch.cat([x, labels[:, None].to(x), cross[:, None]], 1))
 
     def statistic(self, rows: np.ndarray) -> float:
