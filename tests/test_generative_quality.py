@@ -77,3 +77,13 @@ def test_per_class_kid_with_no_usable_class_says_so():
     metric.update(torch.arange(3), _features(15, 3), torch.tensor([0, -1, -1]))
     with pytest.raises(Exception, match="no class with two images"):
         metric.statistic(metric.compute()[1].numpy())
+
+
+@pytest.mark.parametrize("make", [lambda r: Precision(reference=r), lambda r: Recall(reference=r),
+                                  lambda r: KID(reference=r)], ids=["precision", "recall", "kid"])
+def test_a_nan_feature_is_refused_naming_the_item(make):
+    """A NaN distance compares False: without the check, precision would count the image as off the manifold."""
+    features = _features(16, 4)
+    features[2, 1] = float("nan")
+    with pytest.raises(Exception, match=r"non-finite value \(NaN or inf\) for item\(s\) \[2\]"):
+        make(_features(17, 20)).update(torch.arange(4), features)

@@ -82,11 +82,16 @@ class ItemMetric(Metric):
         ids, values = torch.as_tensor(ids).reshape(-1), torch.as_tensor(values, dtype=torch.float64).reshape(-1)
         if ids.shape != values.shape:
             raise VismechError(f"metric '{self.name}' got {ids.numel()} ids but {values.numel()} values")
-        if not torch.isfinite(values).all():
-            bad = ids[~torch.isfinite(values)].tolist()
-            raise VismechError(f"metric '{self.name}' got a non-finite value (NaN or inf) for item(s) {bad[:5]}")
+        self.check_finite(ids, values.reshape(-1, 1))
         self.ids.append(ids.to(torch.int64))
         self.values.append(values)
+
+    def check_finite(self, ids: torch.Tensor, rows: torch.Tensor) -> None:
+        """One line naming the items whose (n, d) rows hold a NaN or an infinity."""
+        finite = torch.isfinite(rows).all(1)
+        if not finite.all():
+            bad = ids[~finite].tolist()
+            raise VismechError(f"metric '{self.name}' got a non-finite value (NaN or inf) for item(s) {bad[:5]}")
 
     def sync(self, *args, **kwargs) -> None:
         # torchmetrics gathers a list state only where it is not empty; a rank that saw none of this metric's items
@@ -145,9 +150,7 @@ class SetMetric(ItemMetric):
     def update(self, ids: torch.Tensor, vectors: torch.Tensor) -> None:
         ids = torch.as_tensor(ids).reshape(-1)
         vectors = torch.as_tensor(vectors, dtype=torch.float64).reshape(ids.numel(), -1)
-        if not torch.isfinite(vectors).all():
-            bad = ids[~torch.isfinite(vectors).all(1)].tolist()
-            raise VismechError(f"metric '{self.name}' got a non-finite value (NaN or inf) for item(s) {bad[:5]}")
+        self.check_finite(ids, vectors)
         self.ids.append(ids.to(torch.int64))
         # flat, so every rank's state is 1-D: a rank without items gathers an empty (0,) beside the others' rows
         self.values.append(vectors.reshape(-1))

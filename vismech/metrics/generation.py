@@ -285,6 +285,7 @@ class KID(JudgedSetMetric):
 
     def update(self, ids: torch.Tensor, features: torch.Tensor) -> None:
         x = torch.as_tensor(features, dtype=torch.float64).reshape(len(ids), -1)
+        self.check_finite(torch.as_tensor(ids), x)
         cross = kernel_poly(x.cpu().numpy(), self.reference).mean(1)
         super().update(ids, torch.cat([x, torch.from_numpy(cross)[:, None].to(x)], 1))
 
@@ -355,6 +356,7 @@ class Precision(ManifoldMetric):
 
     def update(self, ids: torch.Tensor, features: torch.Tensor) -> None:
         x = torch.as_tensor(features, dtype=torch.float64).reshape(len(ids), -1).cpu()
+        self.check_finite(torch.as_tensor(ids), x)  # a NaN distance compares False: it would count as off-manifold
         self.add_values(ids, inside_any_ball(x, self.reference, self.radii))
 
 
@@ -437,6 +439,7 @@ class KIDPerClass(JudgedSetMetric):
 
     def update(self, ids: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> None:
         x = torch.as_tensor(features, dtype=torch.float64).reshape(len(ids), -1).cpu()
+        self.check_finite(torch.as_tensor(ids), x)
         labels = torch.as_tensor(labels).reshape(-1).cpu()
         cross = torch.zeros(len(ids), dtype=torch.float64)
         for c, (reference, _) in self.classes.items():
