@@ -76,7 +76,12 @@ def compare(claimed: ResultRecord, rerun: ResultRecord, subset: bool) -> tuple[l
                 continue
             low, high, value, diff = mine.ci_low, mine.ci_high, mine.value, None
             same_items = True
-            if mine.item_ids is not None and theirs.item_ids is not None:
+            if mine.item_values is None and mine.item_ids is not None and theirs.item_ids is not None:
+                # a set-level metric keeps its items' ids, not values: the same items, the value inside the CI
+                same_items = theirs.item_ids == mine.item_ids
+                if mine.pseudo_values is not None and theirs.pseudo_values is not None:
+                    diff = max(abs(a - b) for a, b in zip(mine.pseudo_values, theirs.pseudo_values))
+            elif mine.item_ids is not None and theirs.item_ids is not None:
                 claimed_of = dict(zip(mine.item_ids, mine.item_values))
                 missing = [i for i in theirs.item_ids if i not in claimed_of]
                 if missing:
