@@ -270,3 +270,21 @@ def test_a_subset_passes_only_when_its_items_give_the_claimed_values():
     [check], _ = compare(claimed, swapped, subset=True)
     assert not check.passed and check.rerun == pytest.approx(check.claimed)
     assert check.max_item_difference == pytest.approx(0.1)
+
+
+def test_a_full_verification_checks_set_level_metrics_on_their_items_and_interval():
+    """A bias record's FD, KID and recall keep item ids and pseudo-values, not item values: compared with itself every
+    check passes; a re-run on other items, or with its value outside the claimed interval, fails that metric."""
+    from vismech.verify import compare
+
+    path = next((REPO / "results" / "mini" / "bias" / "sd_world").glob("difflens--*[0-9].json"))
+    claimed = load_record(path)
+    checks, skipped = compare(claimed, claimed, subset=False)
+    assert skipped == [] and all(c.passed for c in checks)
+    assert {"fd", "kid", "recall", "fid"} <= {c.metric for c in checks}
+    rerun = claimed.model_copy(deep=True)  # a re-run's record, changed without the schema's checks
+    point = rerun.sweep[-1].metrics
+    point["kid"] = point["kid"].model_copy(update={"value": point["kid"].ci_high + 1.0})  # outside the interval
+    point["recall"] = point["recall"].model_copy(update={"item_ids": point["recall"].item_ids[:-1] + [10 ** 9]})
+    failed = {(c.metric, c.strength) for c in compare(claimed, rerun, subset=False)[0] if not c.passed}
+    assert failed == {("kid", rerun.sweep[-1].strength), ("recall", rerun.sweep[-1].strength)}
