@@ -33,9 +33,7 @@ def main() -> None:
     rows.append((f"KID, Gaussian d={sim.D}, 400 reference", "jackknife-t",
                  [sim._coverage(draw, metric, truth, n, seed=n + 3) for n in sim.SIZES]))
     draw, precision, recall = sim._manifold_world()
-    precision.update(sim.torch.arange(20_000), sim.torch.from_numpy(draw(sim.np.random.default_rng(9), 20_000)))
-    truth = float(precision.compute()[1].mean())
-    precision.reset()
+    truth = sim.precision_truth(draw, precision)
     rows.append((f"precision, Gaussian d={sim.D}, 500 reference", "Wilson",
                  [sim._coverage(draw, precision, truth, n, seed=n + 4) for n in sim.SIZES]))
     recall_cov = []
